@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create .venv with every pinned dependency, and leave `import timm` and `import transformers`
+# working on a CPU-only torch. Usage: bash setup.sh [PYTHON]   (default python3, needs >= 3.11)
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${1:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=".venv/bin/python -m pip"
+$PIP install -q --upgrade pip
+# torch first and alone: with 2.13.0 installed, nothing below can pull another torch build.
+$PIP install -q torch==2.13.0
+$PIP install -q -r requirements.txt -c constraints.txt
+$PIP install -q --no-deps --no-build-isolation -e .
+# Activate the guarded torchvision fix at interpreter start-up (a no-op where torchvision's
+# compiled ops load). The hook imports nothing until torchvision itself is imported.
+SITE=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+echo "import specbasis._torchvision_guard as g; g.install()" > "$SITE/zz_specbasis_torchvision_guard.pth"
+.venv/bin/python - <<'PY'
+import timm, transformers, torch
+from transformers import BertModel  # noqa: F401  (fails without the guard on CPU torch)
+print(f"specbasis environment ready: torch {torch.__version__}, timm {timm.__version__}, "
+      f"transformers {transformers.__version__}")
+PY
