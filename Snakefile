@@ -1,0 +1,24 @@
+# specbasis: how finetuning changes the spectral structure of pretrained weight matrices.
+# Data flows one way:
+#   resources/ (fetched) -> results/models -> results/weights -> results/svd -> results/<analysis> -> results/figN
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/fetch.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/svd.smk"
+include: "workflow/rules/analyses.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

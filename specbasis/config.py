@@ -1,0 +1,136 @@
+"""Load and validate the workflow configuration.
+
+The JSON schema (workflow/schemas/config.schema.yaml) checks keys, types, enums and ranges and
+fills defaults; `validate_config` then checks what a schema cannot say: that names refer to
+entries that exist. Every problem is reported at once, each naming its key and what is allowed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+# Families whose models see images; the rest are text models. Used to pick finetune settings.
+VISION_FAMILIES = frozenset({"convnext", "vit", "swin", "efficientnet_lite"})
+# Sources that are not content-addressed must carry a sha256; archives need the path inside.
+NEEDS_SHA256 = ("wheel:", "deb:", "url:")
+NEEDS_MEMBER = ("wheel:", "deb:")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message lists every problem found."""
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One line naming the key and what is allowed."""
+    where = _key(error.absolute_path)
+    schema = error.schema
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"{where}: unknown key(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}"
+    if error.validator == "enum":
+        return f"{where}: {error.instance!r} is not allowed; allowed: {', '.join(map(str, schema['enum']))}"
+    if error.validator == "pattern":
+        what = schema.get("description", f"a string matching {schema['pattern']}")
+        return f"{where}: {error.instance!r} is malformed; expected {what}"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    if error.validator == "propertyNames":
+        return f"{where}: {error.message} (names: letters, digits, '_', '.', '-')"
+    return f"{where}: {error.message}"
+
+
+def _fill_defaults(schema: dict, instance: Any, root: dict) -> None:
+    """Insert schema defaults into objects, recursively (jsonschema validates but does not fill)."""
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].split("/")[-1]]
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = yaml.safe_load(yaml.safe_dump(sub["default"]))  # a copy
+        if key in instance:
+            _fill_defaults(sub, instance[key], root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(extra, value, root)
+
+
+def _cross_checks(config: dict) -> list[str]:
+    problems = []
+    models, datasets = config.get("models", {}), config.get("datasets", {})
+    for name, model in models.items():
+        where = f"models.{name}"
+        has_source, has_finetune = "source" in model, "finetune" in model
+        if has_source == has_finetune:
+            problems.append(f"{where}: give exactly one of 'source' (fetch it) or 'finetune' (make it)")
+        if has_source:
+            src = model["source"]
+            if src.startswith(NEEDS_SHA256) and "sha256" not in model:
+                problems.append(f"{where}.sha256: required for source {src!r} (not content-addressed)")
+            if src.startswith(NEEDS_MEMBER) and "member" not in model:
+                problems.append(f"{where}.member: required for source {src!r}: the path inside the archive")
+        if has_finetune:
+            base, data = model["finetune"]["from"], model["finetune"]["dataset"]
+            if base not in models:
+                problems.append(f"{where}.finetune.from: {base!r} is not a model; models: {', '.join(models)}")
+            elif models[base].get("family") != model.get("family"):
+                problems.append(f"{where}.family: {model.get('family')!r} differs from its base {base!r} "
+                                f"({models[base].get('family')!r})")
+            if data not in datasets:
+                problems.append(f"{where}.finetune.dataset: {data!r} is not a dataset; "
+                                f"datasets: {', '.join(datasets) or '(none)'}")
+    for name, dataset in datasets.items():
+        src = dataset["source"]
+        if src.startswith(NEEDS_SHA256) and "sha256" not in dataset:
+            problems.append(f"datasets.{name}.sha256: required for source {src!r} (not content-addressed)")
+        if src.startswith(NEEDS_MEMBER) and "member" not in dataset:
+            problems.append(f"datasets.{name}.member: required for source {src!r}: the path inside the archive")
+    for name, pair in config.get("pairs", {}).items():
+        for role in ("pretrained", "finetuned"):
+            if pair[role] not in models:
+                problems.append(f"pairs.{name}.{role}: {pair[role]!r} is not a model; models: {', '.join(models)}")
+        if pair["pretrained"] in models and pair["finetuned"] in models:
+            fams = {models[pair[r]]["family"] for r in ("pretrained", "finetuned")}
+            if len(fams) > 1:
+                problems.append(f"pairs.{name}: pretrained and finetuned families differ ({', '.join(sorted(fams))})")
+    return problems
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Validate `config` in place (defaults filled) and return it; raise ConfigError listing every problem."""
+    schema = schema or load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    problems = [_describe(e) for e in errors]
+    if not problems:
+        _fill_defaults(schema, config, schema)
+        problems = _cross_checks(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def load_config(path: Path | str) -> dict:
+    with open(path) as fh:
+        return validate_config(yaml.safe_load(fh) or {})
+
+
+def modality(family: str) -> str:
+    return "image" if family in VISION_FAMILIES else "text"

@@ -1,0 +1,99 @@
+# Helpers of the rules: configuration checks and functions that say what they return.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, workflow.basedir)  # the specbasis package beside the Snakefile
+from specbasis.config import validate_config, modality
+
+validate_config(config)  # fails at parse time, naming each bad key and what is allowed
+
+MODELS = config["models"]
+PAIRS = config["pairs"]
+DATASETS = config["datasets"]
+FETCHED_MODELS = [m for m, spec in MODELS.items() if "source" in spec]
+FINETUNED_MODELS = [m for m, spec in MODELS.items() if "finetune" in spec]
+PAIR_MODELS = sorted({PAIRS[p][role] for p in PAIRS for role in ("pretrained", "finetuned")})
+STYLE = "workflow/style/specbasis.mplstyle"
+
+
+def alternatives(names):
+    """A wildcard constraint matching exactly these names (never an empty alternation)."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+wildcard_constraints:
+    model=alternatives(MODELS),
+    fetched=alternatives(FETCHED_MODELS),
+    finetuned=alternatives(FINETUNED_MODELS),
+    dataset=alternatives(DATASETS),
+    pair=alternatives(PAIRS),
+
+
+def _fetch_params(spec):
+    return {k: spec.get(k) for k in ("source", "sha256", "member")}
+
+
+def model_fetch_params(wildcards):
+    """source, sha256 and member of a fetched model (a change of any re-fetches it)."""
+    return _fetch_params(MODELS[wildcards.fetched])
+
+
+def dataset_fetch_params(wildcards):
+    """source, sha256 and member of a dataset."""
+    return _fetch_params(DATASETS[wildcards.dataset])
+
+
+def fetched_family(wildcards):
+    """Architecture family of a fetched model (picks its name map)."""
+    return MODELS[wildcards.fetched]["family"]
+
+
+def fetched_format(wildcards):
+    """Key naming of a fetched checkpoint: hf, timm or lukemelas (default hf)."""
+    return MODELS[wildcards.fetched].get("format", "hf")
+
+
+def model_family(wildcards):
+    """Architecture family of any model."""
+    return MODELS[wildcards.model]["family"]
+
+
+def base_model_dir(wildcards):
+    """results/models/<base> of a finetuned model."""
+    return f"results/models/{MODELS[wildcards.finetuned]['finetune']['from']}"
+
+
+def finetune_dataset_dir(wildcards):
+    """resources/datasets/<dataset> a finetuned model is trained on."""
+    return f"resources/datasets/{MODELS[wildcards.finetuned]['finetune']['dataset']}"
+
+
+def finetune_settings(wildcards):
+    """Training settings of the finetuned model's modality, the dataset's reader and the seed."""
+    spec = MODELS[wildcards.finetuned]
+    dataset = DATASETS[spec["finetune"]["dataset"]]
+    return {
+        "family": spec["family"],
+        "format": dataset["format"],
+        "seed": config["seed"],
+        "device": config["device"],
+        **config["finetune"].get(modality(spec["family"]), {}),
+    }
+
+
+def pair_svds(wildcards):
+    """The SVD stores of a pair's pretrained and finetuned models."""
+    pair = PAIRS[wildcards.pair]
+    return {role: f"results/svd/{pair[role]}.h5" for role in ("pretrained", "finetuned")}
+
+
+def alignment_tables():
+    """Every pair's alignment table."""
+    return expand("results/alignment/{pair}.csv", pair=PAIRS)
+
+
+def all_targets():
+    """Everything `snakemake all` builds: every figure and table."""
+    return ["results/fig2.pdf", "results/fig2.png"]

@@ -1,0 +1,14 @@
+# Extract: every weight matrix of a model, by canonical id, in torch Linear orientation (out, in).
+
+
+rule extract_weights:
+    input:
+        "results/models/{model}",
+    output:
+        "results/weights/{model}.h5",
+    log:
+        "logs/weights/{model}.log",
+    params:
+        family=model_family,
+    script:
+        "../scripts/extract.py"

@@ -1,0 +1,16 @@
+# SVD: once per matrix, batched by shape; every analysis reads these stores.
+
+
+rule svd:
+    input:
+        "results/weights/{model}.h5",
+    output:
+        "results/svd/{model}.h5",
+    log:
+        "logs/svd/{model}.log",
+    params:
+        rank=config["svd"]["rank"],
+        device=config["device"],
+    threads: 8
+    script:
+        "../scripts/svd.py"

@@ -1,0 +1,30 @@
+# Models: pretrained checkpoints put into their library's own naming, and the finetunes made from them.
+
+
+rule prepare_model:
+    input:
+        "resources/models/{fetched}",
+    output:
+        directory("results/models/{fetched}"),
+    log:
+        "logs/models/{fetched}.log",
+    params:
+        family=fetched_family,
+        format=fetched_format,
+    script:
+        "../scripts/prepare_model.py"
+
+
+rule finetune:
+    input:
+        base=base_model_dir,
+        data=finetune_dataset_dir,
+    output:
+        directory("results/models/{finetuned}"),
+    log:
+        "logs/models/{finetuned}.log",
+    params:
+        settings=finetune_settings,
+    threads: 8
+    script:
+        "../scripts/finetune.py"

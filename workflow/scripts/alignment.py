@@ -1,0 +1,25 @@
+"""Alignment |cos| of matched singular vectors for one pair -> results/alignment/{pair}.csv."""
+import logging
+
+from specbasis.alignment import alignment_table
+from specbasis.logs import setup_logging
+from specbasis.store import atomic_path
+from specbasis.svd import read_svd
+
+
+def main(pair: str, pretrained: str, finetuned: str, out: str, max_rank: int) -> None:
+    log = logging.getLogger("specbasis")
+    pt, ft = read_svd(pretrained, rank=max_rank), read_svd(finetuned, rank=max_rank)
+    table, only = alignment_table(pair, pt, ft, max_rank)
+    for key in only:
+        log.warning("%s: matrix %s is in only one model (%s); skipped", pair, key,
+                    "pretrained" if key in pt else "finetuned")
+    log.info("%s: %d matrices in both models, %d rows", pair, table.groupby(["layer", "kind"]).ngroups, len(table))
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+    main(snakemake.wildcards.pair, snakemake.input.pretrained, snakemake.input.finetuned,  # noqa: F821
+         snakemake.output[0], snakemake.params.max_rank)  # noqa: F821
