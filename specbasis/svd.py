@@ -140,7 +140,8 @@ def reconstruction_error(W: np.ndarray, svd: SVD) -> float:
     return float(np.linalg.norm(W - approx) / np.linalg.norm(W))
 
 
-def write_svd_store(weights_path, out_path, *, rank: int | str = "all", device: str = "auto") -> dict:
+def write_svd_store(weights_path, out_path, *, rank: int | str = "all", method: str = "auto",
+                    device: str = "auto") -> dict:
     """Read every matrix of a weights store, write its SVD store atomically; return a summary.
 
     Layout: one group per matrix id holding float32 datasets U (m, K), S (min(m, n),), Vh (K, n).
@@ -156,11 +157,11 @@ def write_svd_store(weights_path, out_path, *, rank: int | str = "all", device: 
     with h5py.File(weights_path, "r") as src, atomic_path(out_path) as tmp, h5py.File(tmp, "w") as dst:
         dst.attrs.update(
             convention="W = U @ diag(S) @ Vh, W in torch Linear orientation (out, in)",
-            sign_convention=SIGN_CONVENTION, rank=str(rank), device=str(resolve_device(device)),
+            sign_convention=SIGN_CONVENTION, rank=str(rank), method=method, device=str(resolve_device(device)),
             dtype="float32", weights=str(weights_path),
         )
         ids = [key for key in src if isinstance(src[key], h5py.Dataset)]
-        for key, res in svd_all({i: src[i] for i in ids}, rank=k, device=device):
+        for key, res in svd_all({i: src[i] for i in ids}, rank=k, device=device, method=method):
             g = dst.create_group(key)
             g.create_dataset("U", data=res.U)
             g.create_dataset("S", data=res.S)

@@ -10,5 +10,7 @@ rule alignment:
         "logs/alignment/{pair}.log",
     params:
         max_rank=config["alignment"]["max_rank"],
+    conda:
+        "../../envs/specbasis.yaml"
     script:
         "../scripts/alignment.py"

@@ -13,7 +13,7 @@ DATASETS = config["datasets"]
 FETCHED_MODELS = [m for m, spec in MODELS.items() if "source" in spec]
 FINETUNED_MODELS = [m for m, spec in MODELS.items() if "finetune" in spec]
 PAIR_MODELS = sorted({PAIRS[p][role] for p in PAIRS for role in ("pretrained", "finetuned")})
-STYLE = "workflow/style/specbasis.mplstyle"
+STYLE = str(Path(workflow.basedir) / "workflow" / "style" / "specbasis.mplstyle")  # part of the workflow, not of the run
 
 
 def alternatives(names):

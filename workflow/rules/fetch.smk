@@ -8,6 +8,8 @@ rule fetch_model:
         "logs/fetch/models/{fetched}.log",
     params:
         fetch=model_fetch_params,
+    conda:
+        "../../envs/specbasis.yaml"
     script:
         "../scripts/fetch.py"
 
@@ -19,5 +21,7 @@ rule fetch_dataset:
         "logs/fetch/datasets/{dataset}.log",
     params:
         fetch=dataset_fetch_params,
+    conda:
+        "../../envs/specbasis.yaml"
     script:
         "../scripts/fetch.py"

@@ -10,5 +10,7 @@ rule fig2:
         png="results/fig2.png",
     log:
         "logs/figures/fig2.log",
+    conda:
+        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig2.py"

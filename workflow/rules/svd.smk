@@ -10,7 +10,9 @@ rule svd:
         "logs/svd/{model}.log",
     params:
         rank=config["svd"]["rank"],
+        method=config["svd"]["method"],
         device=config["device"],
-    threads: 8
+    conda:
+        "../../envs/specbasis.yaml"
     script:
         "../scripts/svd.py"

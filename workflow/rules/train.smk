@@ -11,6 +11,8 @@ rule prepare_model:
     params:
         family=fetched_family,
         format=fetched_format,
+    conda:
+        "../../envs/specbasis.yaml"
     script:
         "../scripts/prepare_model.py"
 
@@ -25,6 +27,7 @@ rule finetune:
         "logs/models/{finetuned}.log",
     params:
         settings=finetune_settings,
-    threads: 8
+    conda:
+        "../../envs/specbasis.yaml"
     script:
         "../scripts/finetune.py"

@@ -1,0 +1,112 @@
+"""A tiny suite for the end-to-end workflow test: two tiny pretrained models built from the
+libraries' own classes (random init), two tiny separable datasets in the real files' formats, and a
+config that finetunes one pair of each modality. Everything is written under one folder.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+WORDS = {1: ["great", "wonderful", "moving", "superb", "fun"], 0: ["awful", "dull", "boring", "bad", "mess"]}
+FILLER = ["the", "film", "is", "a", "movie", "and", "very", "quite", "this", "was"]
+
+
+def tiny_bert(folder: Path) -> None:
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + FILLER + WORDS[0] + WORDS[1]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+
+
+def tiny_effnet(folder: Path) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=10)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(
+        {"architecture": "efficientnet_lite0", "num_classes": 10, "num_features": model.num_features,
+         "pretrained_cfg": {"num_classes": 10, "input_size": [3, 224, 224]}}))
+
+
+def tiny_reviews(path: Path, n: int = 240) -> None:
+    """rotten_tomatoes format: category (fresh/rotten/plot), text; the label shows in the words."""
+    rng = np.random.default_rng(0)
+    rows = ["category,text"]
+    for i in range(n):
+        label = i % 2
+        words = list(rng.choice(FILLER, 4)) + list(rng.choice(WORDS[label], 2))
+        rng.shuffle(words)
+        rows.append(f"{'fresh' if label else 'rotten'},{' '.join(words)}")
+    rows += ["plot,a synopsis of the film is not a review"] * 5
+    with bz2.open(path, "wt") as fh:
+        fh.write("\n".join(rows) + "\n")
+
+
+def tiny_digits(path: Path, n: int = 300) -> None:
+    """mnist_csv format: 784 pixels then the label; class c lights up a bar at row 2c..2c+4."""
+    rng = np.random.default_rng(1)
+    lines = []
+    for i in range(n):
+        label = i % 10
+        img = rng.integers(0, 40, (28, 28))
+        img[2 * label + 2: 2 * label + 6, 4:24] = 255
+        lines.append(",".join(map(str, img.ravel())) + f",{label}")
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def build(root: Path) -> Path:
+    """Write the fixtures and config.yaml under root; return the config's path."""
+    fx = root / "fixtures"
+    tiny_bert(fx / "tiny-bert")
+    tiny_effnet(fx / "tiny-effnet")
+    tiny_reviews(fx / "reviews.csv.bz2")
+    tiny_digits(fx / "digits.csv.gz")
+    config = {
+        "seed": 0,
+        "device": "cpu",
+        "models": {
+            "bert": {"source": "local:fixtures/tiny-bert", "format": "hf", "family": "bert", "task": "tiny"},
+            "bert-rt": {"finetune": {"from": "bert", "dataset": "reviews"}, "family": "bert", "task": "reviews"},
+            "effnet": {"source": "local:fixtures/tiny-effnet", "format": "timm", "family": "efficientnet_lite",
+                       "task": "tiny"},
+            "effnet-digits": {"finetune": {"from": "effnet", "dataset": "digits"}, "family": "efficientnet_lite",
+                              "task": "digits"},
+        },
+        "pairs": {"bert-rt": {"pretrained": "bert", "finetuned": "bert-rt"},
+                  "effnet-digits": {"pretrained": "effnet", "finetuned": "effnet-digits"}},
+        "datasets": {"reviews": {"source": "local:fixtures/reviews.csv.bz2", "format": "rotten_tomatoes"},
+                     "digits": {"source": "local:fixtures/digits.csv.gz", "format": "mnist_csv"}},
+        "finetune": {
+            "text": {"steps": 40, "batch_size": 16, "lr": 3e-3, "weight_decay": 0.0, "warmup_frac": 0.1,
+                     "max_length": 16, "eval_every": 20},
+            "image": {"steps": 30, "batch_size": 16, "lr": 3e-3, "weight_decay": 0.0, "warmup_frac": 0.1,
+                      "image_size": 32, "eval_every": 15},
+        },
+        "svd": {"rank": "all"},
+        "alignment": {"max_rank": 200},
+    }
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(build(Path(sys.argv[1])))
