@@ -49,6 +49,7 @@ def fig2(table: pd.DataFrame) -> plt.Figure:
         sns.heatmap(grid, vmin=0, vmax=1, cmap="viridis", ax=ax, cbar=ax is cells[-1],
                     cbar_kws={"label": "mean |cos|"})
         ax.set(title=pair, xlabel="layer", ylabel="rank" if ax is cells[0] else "")
+        ax.grid(False)
     return fig
 
 

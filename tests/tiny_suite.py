@@ -18,12 +18,11 @@ FILLER = ["the", "film", "is", "a", "movie", "and", "very", "quite", "this", "wa
 
 
 def tiny_bert(folder: Path) -> None:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     folder.mkdir(parents=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + FILLER + WORDS[0] + WORDS[1]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    BertTokenizer(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
@@ -89,13 +88,14 @@ def build(root: Path) -> Path:
                               "task": "digits"},
         },
         "pairs": {"bert-rt": {"pretrained": "bert", "finetuned": "bert-rt"},
+                  "bert-self": {"pretrained": "bert", "finetuned": "bert"},  # must align perfectly
                   "effnet-digits": {"pretrained": "effnet", "finetuned": "effnet-digits"}},
         "datasets": {"reviews": {"source": "local:fixtures/reviews.csv.bz2", "format": "rotten_tomatoes"},
                      "digits": {"source": "local:fixtures/digits.csv.gz", "format": "mnist_csv"}},
         "finetune": {
             "text": {"steps": 40, "batch_size": 16, "lr": 3e-3, "weight_decay": 0.0, "warmup_frac": 0.1,
                      "max_length": 16, "eval_every": 20},
-            "image": {"steps": 30, "batch_size": 16, "lr": 3e-3, "weight_decay": 0.0, "warmup_frac": 0.1,
+            "image": {"steps": 60, "batch_size": 16, "lr": 3e-3, "weight_decay": 0.0, "warmup_frac": 0.1,
                       "image_size": 32, "eval_every": 15},
         },
         "svd": {"rank": "all"},
