@@ -418,10 +418,11 @@ def test_every_non_plain_transform_is_checked_numerically():
 def test_deberta_split_is_interleaved_per_head_not_thirds():
     i = case("deberta")
     spec = next(s for s in specs_of(i) if s.id == "00.attn_k")
-    W = built(i, False).state_dict()[spec.sources[0]]  # (3*32, 32), rows (head, q/k/v, d_head)
+    W = built(i, False).state_dict()[spec.sources[0]]  # (3*32, 32), rows (head, q/k/v, d_head=8)
     assert spec.transform == "split_qkv_heads:k:4"
-    torch.testing.assert_close(load_matrix(spec, {spec.sources[0]: W}.__getitem__), torch.cat([W[8 * 3 * h + 8:8 * 3 * h + 16] for h in range(4)]))
-    assert not torch.equal(load_matrix(spec, {spec.sources[0]: W}.__getitem__), W[32:64])
+    k = load_matrix(spec, {spec.sources[0]: W}.__getitem__)
+    torch.testing.assert_close(k, torch.cat([W[24 * h + 8:24 * h + 16] for h in range(4)]))
+    assert not torch.equal(k, W[32:64])  # not the middle third
 
 
 # -------------------------------------------------------------------------------- ids, errors
@@ -462,7 +463,7 @@ def bert_shapes() -> dict:
 
 @pytest.mark.parametrize("edit, pattern", [
     (lambda s: s.pop("encoder.layer.1.attention.self.key.weight"),
-     r"layer 01 .* no attn_k: expected tensor 'encoder.layer.1.attention.self.key.weight'"),
+     r"layer 01 .* no attn_k: expected 'encoder.layer.1.attention.self.key.weight'"),
     (lambda s: s.update({"encoder.layer.1.intermediate.dense.weight": (37, 32)}),
      r"encoder.layer.1.intermediate.dense.weight has shape \(37, 32\).*encoder.layer.1.output.dense.weight"),
     (lambda s: s.update({"encoder.layer.0.attention.self.query.weight": (32,)}),
@@ -492,7 +493,8 @@ def test_a_missing_middle_layer_is_an_error():
 
 @pytest.mark.parametrize("family, name, shape, pattern", [
     ("vit", "blocks.0.attn.qkv.weight", (97, 32), r"blocks.0.attn.qkv.weight: .*\(3\*out, in\).*\(97, 32\)"),
-    ("efficientnet_lite", "blocks.1.0.conv_pw.weight", (96, 16, 3, 3), r"blocks.1.0.conv_pw.weight: .*1x1.*\(96, 16, 3, 3\)"),
+    ("efficientnet_lite", "blocks.1.0.conv_pw.weight", (96, 16, 3, 3),
+     r"blocks.1.0.conv_pw.weight: .*1x1.*\(96, 16, 3, 3\)"),
     ("xlnet", "layer.0.rel_attn.q", (32, 32), r"layer.0.rel_attn.q: .*3-D.*\(32, 32\)"),
 ])
 def test_misshapen_fused_tensors_name_the_tensor(family, name, shape, pattern):
