@@ -38,6 +38,7 @@ def main(argv=None) -> None:
     ap.add_argument("weights", nargs="?", default="results/weights/minilm.h5")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--method", default="auto")
+    ap.add_argument("--workers", type=int, default=None, help="CPU threads side by side (default: torch's)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--top", type=int, default=50)
     ap.add_argument("--gap", type=float, default=1e-2, help="relative gap that makes a vector well defined")
@@ -49,7 +50,7 @@ def main(argv=None) -> None:
     print(f"{args.weights}: {len(mats)} matrices, {n_el / 1e6:.1f} M entries, torch threads {torch.get_num_threads()}")
 
     def ours():
-        out = dict(svd_all(mats, device=args.device, method=args.method, progress=False))
+        out = dict(svd_all(mats, device=args.device, method=args.method, workers=args.workers, progress=False))
         if args.device == "cuda":
             torch.cuda.synchronize()
         return out
@@ -80,7 +81,8 @@ def main(argv=None) -> None:
         n_cmp += 2 * int(ok.sum())
 
     best_o, best_r = min(t_ours), min(t_ref)
-    print(f"specbasis svd_all ({args.device}, method {args.method}): best {best_o:.3f} s of {args.repeats}")
+    print(f"specbasis svd_all ({args.device}, method {args.method}, workers {args.workers or 'default'}): "
+          f"best {best_o:.3f} s of {args.repeats}")
     print(f"numpy.linalg.svd float64 loop:                best {best_r:.3f} s of {args.repeats}")
     print(f"ratio (numpy / specbasis): {best_r / best_o:.2f}x   (target >= 3x on CPU)")
     print(f"max relative reconstruction error: {rec:.2e}   (target <= 1e-5)")

@@ -104,11 +104,15 @@ def svd_all(
     device: str = "auto",
     method: str = "auto",
     max_batch_bytes: int = 256 * 2**20,
+    workers: int | None = None,
     progress: bool = True,
 ) -> Iterable[tuple[str, SVD]]:
     """Yield (id, SVD) for every matrix, batching matrices of one shape (at most max_batch_bytes each).
 
     `matrices` may be lazy (e.g. an h5py group): each matrix is read when its batch is formed.
+    On CPU a batch is split over `workers` threads (default: torch's thread count), each running
+    LAPACK single-threaded: the tridiagonal reduction inside eigh/SVD is memory-bound and scales
+    poorly within one call, so independent matrices side by side use the cores better.
     """
     from tqdm.auto import tqdm
 
@@ -125,12 +129,29 @@ def svd_all(
             bad = [k for k, ok in zip(chunk, torch.isfinite(stack).flatten(1).all(1).tolist()) if not ok]
             if bad:
                 raise ValueError(f"matrix {bad[0]} holds NaN or Inf; its SVD is undefined (re-extract the weights)")
-            U, S, Vh = svd_batch(stack.to(dev), rank, method)
+            U, S, Vh = _run_batch(stack.to(dev), rank, method, workers)
             U, S, Vh = U.cpu().numpy(), S.cpu().numpy(), Vh.cpu().numpy()
             for i, key in enumerate(chunk):
                 yield key, SVD(U[i], S[i], Vh[i])
             bar.update(len(chunk))
     bar.close()
+
+
+def _run_batch(stack: torch.Tensor, rank, method: str, workers: int | None):
+    """svd_batch on the stack, split over worker threads on CPU (one LAPACK thread each)."""
+    threads = torch.get_num_threads()
+    workers = min(workers or threads, len(stack)) if stack.device.type == "cpu" else 1
+    if workers <= 1:
+        return svd_batch(stack, rank, method)
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(lambda part: svd_batch(part, rank, method), stack.tensor_split(workers)))
+    finally:
+        torch.set_num_threads(threads)
+    return tuple(torch.cat(p) for p in zip(*parts))
 
 
 def reconstruction_error(W: np.ndarray, svd: SVD) -> float:
