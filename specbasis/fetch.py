@@ -55,6 +55,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator
 
 from specbasis import __version__
+from specbasis.store import atomic_dir
 
 log = logging.getLogger("specbasis.fetch")
 
@@ -153,31 +154,26 @@ def fetch(source: str, dest: Path, *, sha256: str | None = None, member: str | N
     src = parse_source(source)
     sha256 = _check_arguments(src, sha256, member, downloader)
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".fetching", dir=dest.parent))
     start = time.monotonic()
     log.info("fetching %s into %s", src, dest)
     try:
-        out, work = tmp / "out", tmp / "work"
-        out.mkdir()
-        work.mkdir()
-        if src.scheme in ("hf", "timm"):
-            details = _fetch_hub(src, out, work)
-        else:
-            details = _fetch_file(src, out, work, sha256, member, downloader or _DOWNLOADERS.get(src.scheme))
-        files = file_table(out)
-        if not files:
-            raise FetchError(f"{src}: nothing was fetched (member {member!r} is empty?)")
-        record = {"source": src.raw, "scheme": src.scheme, **details, "member": member, "files": files,
-                  "fetched_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "specbasis_version": __version__}
-        (out / RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        _move_into_place(out, dest, tmp)
+        with atomic_dir(dest) as out, tempfile.TemporaryDirectory(
+                prefix=f".{dest.name}.", suffix=".work", dir=dest.parent) as work:
+            work = Path(work)
+            if src.scheme in ("hf", "timm"):
+                details = _fetch_hub(src, out, work)
+            else:
+                details = _fetch_file(src, out, work, sha256, member, downloader or _DOWNLOADERS.get(src.scheme))
+            files = file_table(out)
+            if not files:
+                raise FetchError(f"{src}: nothing was fetched (member {member!r} is empty?)")
+            record = {"source": src.raw, "scheme": src.scheme, **details, "member": member, "files": files,
+                      "fetched_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                      "specbasis_version": __version__}
+            (out / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     except BaseException as error:
         log.error("fetch of %s failed: %s", src, error)
         raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     size = sum(f["size"] for f in files.values())
     log.info("fetched %s: %d file(s), %.1f MB, in %.1f s", src, len(files), size / 1e6, time.monotonic() - start)
     return record
@@ -205,21 +201,6 @@ def _check_arguments(src: Source, sha256: str | None, member: str | None, downlo
     if downloader is not None and src.scheme not in _DOWNLOADERS:
         raise ValueError(f"{src}: downloader applies to {', '.join(_DOWNLOADERS)} sources only")
     return sha256
-
-
-def _move_into_place(out: Path, dest: Path, tmp: Path) -> None:
-    """Rename the finished folder onto dest; an existing dest is swapped out only now."""
-    if dest.exists() or dest.is_symlink():
-        old = tmp / "old"
-        os.rename(dest, old)
-        try:
-            os.rename(out, dest)
-        except BaseException:
-            os.rename(old, dest)
-            raise
-        log.info("replaced the previous %s", dest)
-    else:
-        os.rename(out, dest)
 
 
 # -- hf: and timm: ---------------------------------------------------------------------------------

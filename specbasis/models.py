@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from specbasis.config import modality
+from specbasis.store import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -69,32 +69,6 @@ def link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
-
-
-class atomic_dir:
-    """`with atomic_dir(out) as tmp:` write into tmp; on success tmp becomes out (an existing out is
-    replaced), on any error tmp is removed and out is left as it was."""
-
-    def __init__(self, out_dir: Path):
-        self.out_dir = Path(out_dir)
-
-    def __enter__(self) -> Path:
-        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=self.out_dir.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        os.chmod(self.tmp, 0o755)  # mkdtemp makes it 0700
-        if self.out_dir.exists():
-            trash = self.out_dir.with_name(f".{self.out_dir.name}.old-{os.getpid()}")
-            os.rename(self.out_dir, trash)
-            os.rename(self.tmp, self.out_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(self.tmp, self.out_dir)
 
 
 def _read_json(path: Path) -> dict:

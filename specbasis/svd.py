@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import numpy as np
 import torch
+
+from specbasis.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +34,6 @@ class SVD:
     U: np.ndarray   # (m, K)
     S: np.ndarray   # (min(m, n),) descending, all of them whatever K is
     Vh: np.ndarray  # (K, n)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for but torch sees no GPU; use device: auto or cpu")
-    return torch.device(device)
 
 
 def fix_signs(U: torch.Tensor, Vh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,8 +138,6 @@ def _run_batch(stack: torch.Tensor, rank, method: str, workers: int | None):
     workers = min(workers or threads, len(stack)) if stack.device.type == "cpu" else 1
     if workers <= 1:
         return svd_batch(stack, rank, method)
-    from concurrent.futures import ThreadPoolExecutor
-
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(workers) as pool:

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from specbasis.data import Part, Splits
-from specbasis.models import (PREPROCESS_FILE, atomic_dir, load_classifier, logits_of, save_weights,
-                              timm_config)
+from specbasis.device import resolve_device
+from specbasis.models import PREPROCESS_FILE, load_classifier, logits_of, save_weights, timm_config
+from specbasis.store import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +39,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device {device!r}: allowed auto, cpu, cuda, cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device")
-    return torch.device(device)
 
 
 def warmup_linear(step: int, total: int, warmup: int) -> float:
