@@ -1,7 +1,7 @@
 """Atomic writes: an output appears whole or not at all."""
 import pytest
 
-from specbasis.store import atomic_dir, atomic_path
+from specbasis.store import _umask, atomic_dir, atomic_path
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):
@@ -16,6 +16,7 @@ def test_atomic_path_replaces_only_on_success(tmp_path):
         tmp.write_text("new")
     assert out.read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    assert (out.stat().st_mode & 0o777) == 0o666 & ~_umask()
 
 
 def test_atomic_dir_replaces_only_on_success(tmp_path):
@@ -32,4 +33,4 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
         (tmp / "v").write_text("2")
     assert sorted(p.name for p in out.iterdir()) == ["v"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
-    assert (out.stat().st_mode & 0o777) == 0o755
+    assert (out.stat().st_mode & 0o777) == 0o777 & ~_umask()

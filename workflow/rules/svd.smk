@@ -12,6 +12,7 @@ rule svd:
         rank=config["svd"]["rank"],
         method=config["svd"]["method"],
         device=config["device"],
+    threads: 8  # torch's threads; capped at --cores, so on a laptop these run one at a time
     conda:
         "../../envs/specbasis.yaml"
     script:

@@ -27,6 +27,7 @@ rule finetune:
         "logs/models/{finetuned}.log",
     params:
         settings=finetune_settings,
+    threads: 8  # torch's threads; capped at --cores, so on a laptop these run one at a time
     conda:
         "../../envs/specbasis.yaml"
     script:
