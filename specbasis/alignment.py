@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-from .namemaps import parse_id
+from .tables import id_columns
 from .svd import SVD
 
 COLUMNS = ["pair", "layer", "kind", "side", "rank", "cos"]
@@ -51,11 +51,9 @@ def alignment_table(pair: str, pt: Mapping[str, SVD], ft: Mapping[str, SVD], max
         assert pt[key].U.shape[0] == ft[key].U.shape[0] and pt[key].Vh.shape[1] == ft[key].Vh.shape[1], (
             f"{pair}: matrix {key} has shape {pt[key].U.shape[0]}x{pt[key].Vh.shape[1]} in the pretrained model "
             f"but {ft[key].U.shape[0]}x{ft[key].Vh.shape[1]} in the finetuned one")
-        parts = parse_id(key)
-        layer = f"{parts['stack']}.{parts['layer']:02d}" if parts["stack"] else parts["layer"]
-        kind = parts["kind"] if parts["index"] is None else f"{parts['kind']}.{parts['index']}"
+        ids = id_columns(key)
         for side, cos in align_pair(pt[key], ft[key], max_rank).items():
-            frames.append(pd.DataFrame({"pair": pair, "layer": layer, "kind": kind, "side": side,
+            frames.append(pd.DataFrame({"pair": pair, **ids, "side": side,
                                         "rank": np.arange(1, len(cos) + 1), "cos": cos}))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     return table[COLUMNS], only

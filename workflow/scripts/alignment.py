@@ -3,8 +3,8 @@ import logging
 
 from specbasis.alignment import alignment_table
 from specbasis.logs import setup_logging
-from specbasis.store import atomic_path
 from specbasis.svd import read_svd
+from specbasis.tables import write_csv
 
 
 def main(pair: str, pretrained: str, finetuned: str, out: str, max_rank: int) -> None:
@@ -15,8 +15,7 @@ def main(pair: str, pretrained: str, finetuned: str, out: str, max_rank: int) ->
         log.warning("%s: matrix %s is in only one model (%s); skipped", pair, key,
                     "pretrained" if key in pt else "finetuned")
     log.info("%s: %d matrices in both models, %d rows", pair, table.groupby(["layer", "kind"]).ngroups, len(table))
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table, out)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from specbasis.figures import fig2, save
+from specbasis.figures import save
+from specbasis.figures.alignment import fig2
 from specbasis.logs import setup_logging
 
 

@@ -1,29 +1,11 @@
-"""Figures: pure functions from tidy tables to matplotlib figures (one seaborn call per panel)."""
+"""Alignment figures: pure functions from alignment tables to matplotlib figures."""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-FFN_KINDS = ("ffn_in", "ffn_out")
-RANK_EDGES = (10, 50, 100, 200, 500, 1000)  # upper edges of the rank buckets of panel C
-
-
-def rank_bucket(rank: pd.Series) -> pd.Series:
-    """Label each rank with its bucket: 1-10, 11-50, 51-100, ... up to the largest rank present."""
-    top = int(rank.max())
-    edges = [0] + [e for e in RANK_EDGES if e < top] + [top]
-    labels = [f"{lo + 1}-{hi}" for lo, hi in zip(edges[:-1], edges[1:])]
-    return pd.cut(rank, bins=edges, labels=labels)
-
-
-def ffn_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of FFN matrices (any index of a repeated FFN)."""
-    return table[table["kind"].str.split(".").str[0].isin(FFN_KINDS)]
-
+from . import ffn_rows, rank_bucket
 
 def fig2(table: pd.DataFrame) -> plt.Figure:
     """A/B: mean |cos| of FFN singular vectors against rank, left and right; C: rank bucket x layer."""
@@ -51,13 +33,3 @@ def fig2(table: pd.DataFrame) -> plt.Figure:
         ax.set(title=pair, xlabel="layer", ylabel="rank" if ax is cells[0] else "")
         ax.grid(False)
     return fig
-
-
-def save(fig: plt.Figure, *paths) -> None:
-    """Save a figure to each path atomically (format from the suffix)."""
-    from .store import atomic_path
-
-    for path in paths:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1])
-    plt.close(fig)

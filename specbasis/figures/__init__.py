@@ -1,0 +1,38 @@
+"""Figures: pure functions from tidy tables to matplotlib figures, one module per analysis family
+(alignment, spectra, cumgrad, generalization). One seaborn call per panel; the scripts in
+workflow/scripts apply the shared style file and save PDF and PNG with `save`.
+"""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..store import atomic_path  # noqa: E402
+from ..tables import base_kind  # noqa: E402
+
+FFN_KINDS = ("ffn_in", "ffn_out")
+RANK_EDGES = (10, 50, 100, 200, 500, 1000)  # upper edges of the rank buckets of panel C
+
+
+def rank_bucket(rank: pd.Series) -> pd.Series:
+    """Label each rank with its bucket: 1-10, 11-50, 51-100, ... up to the largest rank present."""
+    top = int(rank.max())
+    edges = [0] + [e for e in RANK_EDGES if e < top] + [top]
+    labels = [f"{lo + 1}-{hi}" for lo, hi in zip(edges[:-1], edges[1:])]
+    return pd.cut(rank, bins=edges, labels=labels)
+
+
+def ffn_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of FFN matrices (any index of a repeated FFN)."""
+    return table[base_kind(table["kind"]).isin(FFN_KINDS)]
+
+
+def save(fig: plt.Figure, *paths) -> None:
+    """Save a figure to each path atomically (format from the suffix)."""
+    for path in paths:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1])
+    plt.close(fig)

@@ -1,0 +1,56 @@
+"""Tidy tables: the columns every analysis shares, and atomic CSV output.
+
+Every analysis table has one row per observation and starts with the columns that name the
+matrix: `pair` (or `model`), `layer` and `kind`, taken from the canonical matrix id:
+    '03.ffn_in'      -> layer 3,        kind 'ffn_in'
+    'dec.01.xattn_q' -> layer 'dec.01', kind 'xattn_q'   (encoder-decoder stacks keep their prefix)
+    '02.ffn_in.1'    -> layer 2,        kind 'ffn_in.1'  (MobileBERT's stacked FFNs keep their index)
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import pandas as pd
+
+from .namemaps import parse_id
+from .store import atomic_path
+
+
+def id_columns(key: str) -> dict:
+    """{'layer': ..., 'kind': ...} of a canonical matrix id (see the module docstring)."""
+    parts = parse_id(key)
+    layer = f"{parts['stack']}.{parts['layer']:02d}" if parts["stack"] else parts["layer"]
+    kind = parts["kind"] if parts["index"] is None else f"{parts['kind']}.{parts['index']}"
+    return {"layer": layer, "kind": kind}
+
+
+def base_kind(kind: pd.Series) -> pd.Series:
+    """'ffn_in.1' -> 'ffn_in': the kind without a repeated-FFN index."""
+    return kind.astype(str).str.split(".").str[0]
+
+
+def last_layer(table: pd.DataFrame, by: str = "pair") -> pd.DataFrame:
+    """Rows of the last block of each `by` group: the highest layer number (of the last stack,
+    'dec' after 'enc', for encoder-decoder models)."""
+    def order(layer) -> tuple:
+        text = str(layer)
+        stack, _, number = text.rpartition(".")
+        return (("", "enc", "dec").index(stack) if stack in ("", "enc", "dec") else 3, int(number))
+
+    keep = table.groupby(by, sort=False)["layer"].transform(lambda s: s.map(order) == max(s.map(order)))
+    return table[keep.astype(bool)]
+
+
+def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a table to CSV atomically (no index column)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def read_csvs(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Concatenate the CSVs of several pairs (or models) into one table."""
+    frames = [pd.read_csv(p) for p in paths]
+    if not frames:
+        raise ValueError("no tables to read")
+    return pd.concat(frames, ignore_index=True)
