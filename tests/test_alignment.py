@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
-from specbasis.alignment import COLUMNS, align_pair, alignment_table, matched_cos, random_cos
+from specbasis.alignment import (COLUMNS, align_pair, alignment_table, matched_cos, random_cos, random_subspace,
+                                 relative_gap, subspace_similarity)
 from specbasis.svd import SVD, svd_all
 
 
@@ -91,3 +92,38 @@ def test_shape_mismatch_names_the_matrix(base):
     a, b = svd_of(build(*base)), svd_of(np.ones((4, 3)))
     with pytest.raises(AssertionError, match="00.ffn_in"):
         alignment_table("p", {"00.ffn_in": a}, {"00.ffn_in": b}, 5)
+
+
+def test_rotation_within_a_near_degenerate_pair_keeps_the_subspace(base):
+    """σ_2 ≈ σ_3, and the finetuned u_2, u_3 rotated by 45° in their plane: matched |cos| drops to
+    cos 45° at ranks 2 and 3, but the top-3 subspace is unchanged (similarity 1)."""
+    U, S, Vh = base
+    S = S.copy()
+    S[2] = S[1] * (1 - 1e-3)
+    theta = np.pi / 4
+    R = np.eye(20)
+    R[1:3, 1:3] = [[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]
+    pt, ft = SVD(U, S, Vh), SVD(U @ R, S, R.T @ Vh)  # same S: the pair is rotated on both sides
+    table, _ = alignment_table("p", {"00.ffn_in": pt}, {"00.ffn_in": ft}, max_rank=20)
+    u = table[table["side"] == "u"].set_index("rank")
+    np.testing.assert_allclose(u.loc[[2, 3], "cos"], np.cos(theta), atol=1e-9)
+    np.testing.assert_allclose(u.loc[1, "subspace"], 1, atol=1e-12)
+    np.testing.assert_allclose(u.loc[2, "subspace"], (1 + np.cos(theta) ** 2) / 2, atol=1e-9)  # split pair
+    np.testing.assert_allclose(u.loc[3:, "subspace"], 1, atol=1e-9)  # the whole plane is kept
+    assert u.loc[2, "gap_pt"] == pytest.approx(1e-3)  # the gap flags rank 2 as ill-defined
+    assert u.loc[1, "gap_pt"] > 0.01 and (u["dim"] == 30).all()
+    assert (table[table["side"] == "v"]["dim"] == 20).all()
+
+
+def test_random_subspaces_give_k_over_d():
+    d, r = 200, 50
+    A, B = ortho_group.rvs(d, random_state=6)[:, :r], ortho_group.rvs(d, random_state=7)[:, :r]
+    sim = subspace_similarity(A, B)
+    k = np.arange(1, r + 1)
+    assert abs(sim[-1] - random_subspace(r, d)) < 0.05  # k/d = 0.25
+    np.testing.assert_allclose(subspace_similarity(A, A), 1, atol=1e-12)
+    assert random_subspace(k, d)[9] == pytest.approx(10 / 200)
+
+
+def test_relative_gap():
+    np.testing.assert_allclose(relative_gap(np.array([4.0, 2.0, 2.0, 1.0, 0.0])), [0.5, 0.0, 0.5, 1.0, 0.0])

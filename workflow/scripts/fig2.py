@@ -1,15 +1,24 @@
-"""Figure 2: alignment of pretrained and finetuned singular vectors (FFN matrices)."""
+"""Figure 2: alignment of pretrained and finetuned singular vectors (FFN matrices).
+
+input.tables: results/alignment/{pair}.csv of every pair; input.style: the shared style file.
+output.pdf, output.png: results/fig2.pdf and .png.
+"""
+import logging
+
 import matplotlib.pyplot as plt
-import pandas as pd
 
 from specbasis.figures import save
-from specbasis.figures.alignment import fig2
+from specbasis.figures.alignment import fig2, top_k_summary
 from specbasis.logs import setup_logging
+from specbasis.tables import read_csvs
 
 
 def main(tables: list[str], style: str, pdf: str, png: str) -> None:
     plt.style.use(style)
-    table = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True)
+    table = read_csvs(tables)
+    for row in top_k_summary(table).itertuples():
+        logging.getLogger("specbasis").info("%s %s: mean top-10 matched |cos| %.3f, top-10 subspace %.3f",
+                                            row.pair, row.side, row.cos, row.subspace)
     save(fig2(table), pdf, png)
 
 
