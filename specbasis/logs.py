@@ -14,4 +14,5 @@ def setup_logging(logfile: str | Path | None = None, level: int = logging.INFO) 
     logging.basicConfig(level=level, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # matplotlib's PDF font subsetting chatters at INFO
     return logging.getLogger("specbasis")

@@ -79,7 +79,9 @@ def svd_batch(mats: torch.Tensor, rank: int | None = None, method: str = "auto")
         method = "gesdd" if mats.is_cuda else "gram"
     if method == "gram":
         U, S, Vh = _gram_svd(mats)
-        bad = S[:, -1] < GRAM_MIN_RATIO * S[:, 0]                # (B,) near rank-deficient
+        # (B,) near rank-deficient; `<=` takes the all-zero matrix too (e.g. ΔW of a frozen matrix),
+        # whose Gram route gives U = 0 instead of orthonormal vectors
+        bad = S[:, -1] <= GRAM_MIN_RATIO * S[:, 0]
         if bad.any():
             U[bad], S[bad], Vh[bad] = torch.linalg.svd(mats[bad].double(), full_matrices=False)
     elif method == "gesdd":
@@ -154,11 +156,13 @@ def reconstruction_error(W: np.ndarray, svd: SVD) -> float:
     return float(np.linalg.norm(W - approx) / np.linalg.norm(W))
 
 
-def write_svd_store(weights_path, out_path, *, rank: int | str = "all", method: str = "auto",
-                    device: str = "auto") -> dict:
-    """Read every matrix of a weights store, write its SVD store atomically; return a summary.
+def write_svd_matrices(matrices: Mapping[str, np.ndarray], out_path, *, rank: int | str = "all",
+                       method: str = "auto", device: str = "auto", attrs: Mapping | None = None) -> dict:
+    """SVD of every matrix of a mapping (lazy is fine: see svd_all) into an SVD store, atomically.
 
-    Layout: one group per matrix id holding float32 datasets U (m, K), S (min(m, n),), Vh (K, n).
+    Layout: one group per matrix id holding float32 datasets U (m, K), S (min(m, n),), Vh (K, n),
+    with attrs shape (m, n); root attrs say the convention, rank, method and device, plus `attrs`
+    (where the matrices came from). Returns a summary: matrices, seconds.
     """
     import time
 
@@ -168,23 +172,37 @@ def write_svd_store(weights_path, out_path, *, rank: int | str = "all", method: 
 
     k = None if rank == "all" else int(rank)
     t0 = time.perf_counter()
-    with h5py.File(weights_path, "r") as src, atomic_path(out_path) as tmp, h5py.File(tmp, "w") as dst:
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as dst:
         dst.attrs.update(
             convention="W = U @ diag(S) @ Vh, W in torch Linear orientation (out, in)",
             sign_convention=SIGN_CONVENTION, rank=str(rank), method=method, device=str(resolve_device(device)),
-            dtype="float32", weights=str(weights_path),
+            dtype="float32", **(attrs or {}),
         )
-        ids = [key for key in src if isinstance(src[key], h5py.Dataset)]
-        for key, res in svd_all({i: src[i] for i in ids}, rank=k, device=device, method=method):
+        for key, res in svd_all(matrices, rank=k, device=device, method=method):
             g = dst.create_group(key)
             g.create_dataset("U", data=res.U)
             g.create_dataset("S", data=res.S)
             g.create_dataset("Vh", data=res.Vh)
-            g.attrs["shape"] = src[key].shape
+            g.attrs["shape"] = matrices[key].shape
         dst.flush()
-    seconds = time.perf_counter() - t0
-    log.info("SVD of %d matrices of %s in %.2f s on %s", len(ids), weights_path, seconds, resolve_device(device))
-    return {"matrices": len(ids), "seconds": seconds}
+    return {"matrices": len(matrices), "seconds": time.perf_counter() - t0}
+
+
+def write_svd_store(weights_path, out_path, *, rank: int | str = "all", method: str = "auto",
+                    device: str = "auto") -> dict:
+    """Read every matrix of a weights store, write its SVD store atomically; return a summary.
+
+    Layout: that of `write_svd_matrices`, with root attr `weights` naming the weights store.
+    """
+    import h5py
+
+    with h5py.File(weights_path, "r") as src:
+        ids = [key for key in src if isinstance(src[key], h5py.Dataset)]
+        summary = write_svd_matrices({i: src[i] for i in ids}, out_path, rank=rank, method=method, device=device,
+                                     attrs={"weights": str(weights_path)})
+    log.info("SVD of %d matrices of %s in %.2f s on %s", summary["matrices"], weights_path, summary["seconds"],
+             resolve_device(device))
+    return summary
 
 
 def read_svd(path, ids: Iterable[str] | None = None, rank: int | None = None) -> dict[str, SVD]:

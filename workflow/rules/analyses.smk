@@ -1,4 +1,4 @@
-# Analyses: tidy CSVs per pair, computed from the SVD stores.
+# Analyses: tidy CSVs per pair (or per model), computed from the weights and SVD stores.
 
 
 rule alignment:
@@ -14,3 +14,82 @@ rule alignment:
         "../../envs/specbasis.yaml"
     script:
         "../scripts/alignment.py"
+
+
+rule spectra:
+    input:
+        unpack(pair_svds),
+    output:
+        per_matrix="results/spectra/{pair}.csv",
+        per_rank="results/spectra/{pair}.ranks.csv",
+    log:
+        "logs/spectra/{pair}.log",
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/spectra.py"
+
+
+rule energy:
+    input:
+        "results/svd/{model}.h5",
+    output:
+        "results/energy/{model}.csv",
+    log:
+        "logs/energy/{model}.log",
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/energy.py"
+
+
+rule delta_svd:
+    input:
+        unpack(pair_weights),
+    output:
+        "results/delta/{pair}.h5",
+    log:
+        "logs/delta/{pair}.log",
+    params:
+        rank=config["svd"]["rank"],
+        method=config["svd"]["method"],
+        device=config["device"],
+    threads: 8  # torch's threads; capped at --cores
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/delta_svd.py"
+
+
+rule cumgrad:
+    input:
+        delta="results/delta/{pair}.h5",
+        pretrained=pretrained_svd,
+    output:
+        "results/cumgrad/{pair}.csv",
+    log:
+        "logs/cumgrad/{pair}.log",
+    params:
+        max_rank=config["alignment"]["max_rank"],
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/cumgrad.py"
+
+
+rule generalization:
+    input:
+        alignment=pair_tables("alignment"),
+        metrics=finetune_metrics(),
+    output:
+        "results/generalization.csv",
+    log:
+        "logs/generalization.log",
+    params:
+        pairs=pair_finetuned(),
+        accuracy=config_accuracies(),
+        alpha=config["generalization"]["alpha"],
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/generalization.py"

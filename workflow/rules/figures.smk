@@ -1,9 +1,9 @@
-# Figures: one rule and one script each; the shared style file is an input of every figure.
+# Figures and tables: one rule and one script each; the shared style file is an input of every figure.
 
 
 rule fig2:
     input:
-        tables=alignment_tables(),
+        tables=pair_tables("alignment"),
         style=STYLE,
     output:
         pdf=report("results/fig2.pdf", caption="../report/fig2.rst", category="Alignment"),
@@ -14,3 +14,171 @@ rule fig2:
         "../../envs/specbasis.yaml"
     script:
         "../scripts/fig2.py"
+
+
+rule fig8:
+    input:
+        tables=pair_tables("alignment"),
+        style=STYLE,
+    output:
+        pdf=report("results/fig8.pdf", caption="../report/fig8.rst", category="Alignment"),
+        png="results/fig8.png",
+    log:
+        "logs/figures/fig8.log",
+    params:
+        modality=pair_modality(),
+        max_rank=config["alignment"]["max_rank"],
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig8.py"
+
+
+rule fig10:
+    input:
+        tables=pair_tables("alignment"),
+        style=STYLE,
+    output:
+        pdf=report("results/fig10.pdf", caption="../report/fig10.rst", category="Alignment"),
+        png="results/fig10.png",
+    log:
+        "logs/figures/fig10.log",
+    params:
+        modality=pair_modality(),
+        which="vision",
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig_attention.py"
+
+
+rule fig11:
+    input:
+        tables=pair_tables("alignment"),
+        style=STYLE,
+    output:
+        pdf=report("results/fig11.pdf", caption="../report/fig11.rst", category="Alignment"),
+        png="results/fig11.png",
+    log:
+        "logs/figures/fig11.log",
+    params:
+        modality=pair_modality(),
+        which="language",
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig_attention.py"
+
+
+rule fig6:
+    input:
+        tables=pair_tables("spectra", ".ranks.csv"),
+        style=STYLE,
+    output:
+        pdf=report("results/fig6.pdf", caption="../report/fig6.rst", category="Spectra"),
+        png="results/fig6.png",
+    log:
+        "logs/figures/fig6.log",
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig6.py"
+
+
+rule table4:
+    input:
+        tables=pair_tables("spectra"),
+    output:
+        csv=report("results/table4.csv", caption="../report/table4.rst", category="Spectra"),
+        md="results/table4.md",
+        tex="results/table4.tex",
+    log:
+        "logs/figures/table4.log",
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/table4.py"
+
+
+rule fig16:
+    input:
+        tables=energy_tables(),
+        style=STYLE,
+    output:
+        pdf=report("results/fig16.pdf", caption="../report/fig16.rst", category="Spectra"),
+        png="results/fig16.png",
+    log:
+        "logs/figures/fig16.log",
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig16.py"
+
+
+rule fig3:
+    input:
+        cumgrad=pair_tables("cumgrad"),
+        alignment=pair_tables("alignment"),
+        style=STYLE,
+    output:
+        pdf=report("results/fig3.pdf", caption="../report/fig3.rst", category="Cumulative gradient"),
+        png="results/fig3.png",
+        json="results/fig3.json",
+    log:
+        "logs/figures/fig3.log",
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig3.py"
+
+
+rule fig19:
+    input:
+        cumgrad=pair_tables("cumgrad"),
+        alignment=pair_tables("alignment"),
+        style=STYLE,
+    output:
+        pdf=report("results/fig19.pdf", caption="../report/fig19.rst", category="Cumulative gradient"),
+        png="results/fig19.png",
+    log:
+        "logs/figures/fig19.log",
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig19.py"
+
+
+rule fig20:
+    input:
+        cumgrad=pair_tables("cumgrad"),
+        style=STYLE,
+    output:
+        pdf=report("results/fig20.pdf", caption="../report/fig20.rst", category="Cumulative gradient"),
+        png="results/fig20.png",
+    log:
+        "logs/figures/fig20.log",
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig20.py"
+
+
+rule fig18:
+    input:
+        tests="results/generalization.csv",
+        alignment=pair_tables("alignment"),
+        metrics=finetune_metrics(),
+        style=STYLE,
+    output:
+        pdf=report("results/fig18.pdf", caption="../report/fig18.rst", category="Generalization"),
+        png="results/fig18.png",
+    log:
+        "logs/figures/fig18.log",
+    params:
+        pairs=pair_finetuned(),
+        accuracy=config_accuracies(),
+        alpha=config["generalization"]["alpha"],
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig18.py"

@@ -1,0 +1,34 @@
+"""Similarity against generalization (paper Appendix J): Spearman tests across pairs, BH-FDR ->
+results/generalization.csv (columns: specbasis.generalization.COLUMNS).
+
+Snakemake names:
+  input.alignment  list: results/alignment/{pair}.csv of every pair
+  input.metrics    list: results/models/{finetuned} (folders holding metrics.json) of the models the workflow
+                   trains (empty for the paper suite, whose models come from the hub)
+  params.pairs     {pair: finetuned model}
+  params.accuracy  {finetuned model: its config `accuracy`, or None}
+  params.alpha     FDR level, e.g. 0.05
+  output[0]        results/generalization.csv
+  log[0]           the accuracies used and the power statement
+"""
+import logging
+
+from specbasis.generalization import accuracies, correlation_tests, power_statement, similarity_by_layer
+from specbasis.logs import setup_logging
+from specbasis.tables import read_csvs, write_csv
+
+
+def main(alignment: list[str], metrics: list[str], pairs: dict, accuracy: dict, alpha: float, out: str) -> None:
+    log = logging.getLogger("specbasis")
+    acc = accuracies(pairs, metrics, accuracy)
+    for pair, value in acc.items():
+        log.info("%s: held-out accuracy %.4f (%s)", pair, value, pairs[pair])
+    tests = correlation_tests(similarity_by_layer(read_csvs(alignment)), acc, alpha)
+    log.info("power: %s", power_statement(tests, alpha).replace("\n", "; "))
+    write_csv(tests, out)
+
+
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+    main(snakemake.input.alignment, snakemake.input.metrics, snakemake.params.pairs,  # noqa: F821
+         snakemake.params.accuracy, snakemake.params.alpha, snakemake.output[0])  # noqa: F821

@@ -1,0 +1,22 @@
+"""Table 4: spectral change of the last block's FFN matrices, one row per pair and FFN kind.
+
+Snakemake: input.tables (every pair's results/spectra/{pair}.csv), output.csv, output.md, output.tex,
+log[0].
+"""
+from specbasis.figures.spectra import table4, to_latex, to_markdown
+from specbasis.logs import setup_logging
+from specbasis.store import atomic_path
+from specbasis.tables import read_csvs, write_csv
+
+
+def main(tables: list[str], csv: str, md: str, tex: str) -> None:
+    table = table4(read_csvs(tables))
+    write_csv(table, csv)
+    for path, text in ((md, to_markdown(table)), (tex, to_latex(table))):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+
+
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+    main(snakemake.input.tables, snakemake.output.csv, snakemake.output.md, snakemake.output.tex)  # noqa: F821
