@@ -178,7 +178,8 @@ def _tables(ratios: dict[tuple[str, str], float], ranks=3):
         for i in range(1, ranks + 1):
             cum.append({"pair": pair, "layer": layer, "kind": kind, "rank": i, "s_delta": r1, "s_pt": float(i),
                         "ratio": r1 / i, "align_u": 0.5, "align_v": 0.4})
-            ali += [{"pair": pair, "layer": layer, "kind": kind, "side": s, "rank": i, "cos": 0.9} for s in "uv"]
+            ali += [{"pair": pair, "layer": layer, "kind": kind, "side": s, "rank": i, "cos": 0.9, "dim": d}
+                    for s, d in (("u", 12), ("v", 8))]
     return pd.DataFrame(cum), pd.DataFrame(ali)
 
 
@@ -193,6 +194,11 @@ def test_fig3_picks_smallest_and_largest_r1():
                        "largest_r1": {"pair": "b", "id": "00.ffn_in", "r1": 0.7}}
     titles = [ax.get_title() for ax in fig.axes]
     assert any("a 01.attn_q" in t for t in titles) and any("b 00.ffn_in" in t for t in titles)
+    from specbasis.alignment import random_cos
+    dashed = [line for line in fig.axes[0].lines if line.get_linestyle() == "--"]  # the random reference
+    assert [line.get_xdata()[0] for line in dashed] == pytest.approx([(random_cos(12) + random_cos(8)) / 2])
+    levels = sorted(line.get_ydata()[0] for line in fig.axes[1].lines if line.get_linestyle() == "--")
+    assert levels == pytest.approx(sorted([random_cos(12), random_cos(8)]))
 
 
 @pytest.mark.parametrize("layer,kind,expected", [(3, "ffn_in", "03.ffn_in"), ("dec.01", "xattn_q", "dec.01.xattn_q"),

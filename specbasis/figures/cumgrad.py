@@ -4,6 +4,8 @@ Definitions of r_i = σ_i(ΔW)/σ_i(W_pt) and a_u,i, a_v,i in specbasis.cumgrad.
 finetuned alignment at rank i is the mean of the u and v sides of the alignment table,
 (|cos_u(i)| + |cos_v(i)|) / 2. Matrices unchanged by finetuning (r_1 = 0) have no place on the log
 axes and nothing to show against rank: they are left out (the cumgrad script logs them).
+Every alignment axis carries a dashed reference: the |cos| expected of random unit vectors of the
+vectors' length (random_cos(dim), averaged over the matrices and sides shown).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from ..alignment import random_cos
 from ..namemaps import make_id
 from ..tables import base_kind
 
@@ -26,23 +29,29 @@ def matrix_id(layer, kind) -> str:
 
 
 def rank_points(cumgrad: pd.DataFrame, alignment: pd.DataFrame, rank: int) -> pd.DataFrame:
-    """One row per changed matrix at `rank`: pair, layer, kind, ratio r_i and cos (mean of u and v)."""
-    cos = (alignment[alignment["rank"] == rank]
-           .groupby(MATRIX, sort=False, as_index=False)["cos"].mean())
+    """One row per changed matrix at `rank`: pair, layer, kind, ratio r_i, cos (mean of u and v) and
+    random, the mean of random_cos over its two sides."""
+    at = alignment[alignment["rank"] == rank]
+    at = at.assign(random=at["dim"].map(lambda d: random_cos(int(d))))
+    cos = at.groupby(MATRIX, sort=False, as_index=False)[["cos", "random"]].mean()
     rows = cumgrad[(cumgrad["rank"] == rank) & (cumgrad["ratio"] > 0)]
     return rows[MATRIX + ["ratio"]].merge(cos, on=MATRIX)
 
 
 def _scatter(ax: plt.Axes, points: pd.DataFrame, pairs: list[str], rank: int, title: str, legend: bool = True) -> None:
     sns.scatterplot(data=points, x="cos", y="ratio", hue="pair", hue_order=pairs, s=18, legend=legend, ax=ax)
+    ax.axvline(points["random"].mean(), color="0.4", linestyle="--", linewidth=1, label="random |cos|")
     ax.set(title=title, xlabel=f"|cos(pretrained, finetuned)| at rank {rank} (mean of u, v)",
            ylabel=f"r_{rank} = σ_{rank}(ΔW) / σ_{rank}(W_pt)", xlim=(0, 1.02), yscale="log")
 
 
-def _against_rank(ax: plt.Axes, rows: pd.DataFrame, title: str) -> None:
+def _against_rank(ax: plt.Axes, rows: pd.DataFrame, dims: dict[str, int], title: str) -> None:
     names = {"ratio": "r_i", "align_u": "a_u,i", "align_v": "a_v,i"}
     long = rows.rename(columns=names).melt(id_vars="rank", value_vars=list(names.values()), var_name="quantity")
     sns.lineplot(data=long, x="rank", y="value", hue="quantity", ax=ax)
+    colours = dict(zip(names.values(), sns.color_palette()))
+    for side, name in (("u", "a_u,i"), ("v", "a_v,i")):  # random unit vectors of length m (u), n (v)
+        ax.axhline(random_cos(dims[side]), color=colours[name], linestyle="--", linewidth=1)
     ax.set(title=title, xlabel="rank i", ylabel="r_i and a_i = |cos(ΔW, W_pt)|", xscale="log", yscale="log")
 
 
@@ -65,7 +74,9 @@ def fig3(cumgrad: pd.DataFrame, alignment: pd.DataFrame) -> tuple[plt.Figure, di
     _scatter(axes[0], points, pairs, 1, "A  r_1 against alignment, per matrix")
     for ax, (name, row), label in zip(axes[1:], chosen.items(), ("B  smallest r_1", "C  largest r_1")):
         rows = cumgrad[(cumgrad[MATRIX] == row[MATRIX]).all(axis=1)]
-        _against_rank(ax, rows, f"{label}: {details[name]['pair']} {details[name]['id']}")
+        sides = alignment[(alignment[MATRIX] == row[MATRIX]).all(axis=1)]
+        dims = sides.groupby("side")["dim"].first().astype(int).to_dict()
+        _against_rank(ax, rows, dims, f"{label}: {details[name]['pair']} {details[name]['id']}")
     return fig, details
 
 
