@@ -45,6 +45,16 @@ EXACT_MAX_N = 8  # exact permutation p up to 8! = 40,320 orderings; as many rand
 COLUMNS = ["depth", "ranks", "n_pairs", "rho", "p", "q", "significant", "min_attainable_p", "note"]
 
 
+def read_test_accuracy(path: str | os.PathLike) -> tuple[str, float]:
+    """(model, test_accuracy) of a finetuned model's folder results/models/<model> or its metrics.json."""
+    path = Path(path)
+    path = path / "metrics.json" if path.is_dir() else path
+    data = json.loads(path.read_text())
+    if "test_accuracy" not in data:
+        raise KeyError(f"{path}: no 'test_accuracy' (keys: {sorted(data)})")
+    return path.parent.name, float(data["test_accuracy"])
+
+
 def accuracies(pairs: Mapping[str, str], metrics: Iterable[str | os.PathLike],
                config_accuracy: Mapping[str, float | None]) -> dict[str, float]:
     """{pair: held-out accuracy of its finetuned model}.
@@ -54,13 +64,7 @@ def accuracies(pairs: Mapping[str, str], metrics: Iterable[str | os.PathLike],
     config_accuracy:
     {model: the config's `accuracy` or None}, for hub models (the paper suite). A measured accuracy
     wins over a configured one."""
-    measured = {}
-    for path in map(Path, metrics):
-        path = path / "metrics.json" if path.is_dir() else path
-        data = json.loads(path.read_text())
-        if "test_accuracy" not in data:
-            raise KeyError(f"{path}: no 'test_accuracy' (keys: {sorted(data)})")
-        measured[path.parent.name] = float(data["test_accuracy"])
+    measured = dict(map(read_test_accuracy, metrics))
     out = {}
     for pair, model in pairs.items():
         accuracy = measured.get(model, config_accuracy.get(model))

@@ -54,3 +54,22 @@ def read_csvs(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     if not frames:
         raise ValueError("no tables to read")
     return pd.concat(frames, ignore_index=True)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A markdown table, numbers to 4 significant digits."""
+    return table.to_markdown(index=False, floatfmt=".4g") + "\n"
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """A LaTeX tabular (booktabs), numbers to 4 significant digits, text escaped."""
+    text = table.to_latex(index=False, float_format="{:.4g}".format, escape=True, na_rep="--")
+    return text.replace("Δ", r"$\Delta$")
+
+
+def write_table(table: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike, tex: str | os.PathLike) -> None:
+    """A results table as CSV, markdown and LaTeX, each written atomically."""
+    write_csv(table, csv)
+    for path, text in ((md, to_markdown(table)), (tex, to_latex(table))):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)

@@ -245,3 +245,15 @@ def test_paper_suite_plans_offline():
 def test_lint_is_clean():
     out = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "Congratulations" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_pair_tables_put_measured_beside_reported(run):
+    vision = pd.read_csv(run / "results/table2.csv")
+    language = pd.read_csv(run / "results/table3.csv").set_index("pair")
+    assert vision["pair"].tolist() == ["effnet-digits"] and sorted(language.index) == ["bert-rt", "bert-self"]
+    measured = json.loads((run / "results/models/bert-rt/metrics.json").read_text())["test_accuracy"]
+    assert language.loc["bert-rt", "measured_accuracy"] == pytest.approx(measured)
+    assert np.isnan(language.loc["bert-rt", "reported_accuracy"])
+    assert language.loc["bert-self", "reported_accuracy"] == 0.5  # the config's accuracy of bert
+    assert language.loc["bert-self", "top10_cos"] == pytest.approx(1, abs=1e-5)
+    assert "effnet-digits" in (run / "results/table2.md").read_text()

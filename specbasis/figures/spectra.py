@@ -62,17 +62,6 @@ def table4(per_matrix: pd.DataFrame) -> pd.DataFrame:
     return last[list(TABLE4_COLUMNS)].rename(columns=TABLE4_COLUMNS).reset_index(drop=True)
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """A markdown table, numbers to 4 significant digits."""
-    return table.to_markdown(index=False, floatfmt=".4g") + "\n"
-
-
-def to_latex(table: pd.DataFrame) -> str:
-    """A LaTeX tabular (booktabs), numbers to 4 significant digits, text escaped."""
-    text = table.to_latex(index=False, float_format="{:.4g}".format, escape=True)
-    return text.replace("Δ", r"$\Delta$")
-
-
 def fig16(energy: pd.DataFrame) -> plt.Figure:
     """Cumulative energy of the last block's FFN matrices of each pretrained model against (A) the relative
     rank and (B) the rank, up to ABSOLUTE_RANKS; one line per model and matrix kind."""

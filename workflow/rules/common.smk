@@ -133,6 +133,16 @@ def pair_modality():
     return {pair: names[modality(MODELS[spec["pretrained"]]["family"])] for pair, spec in PAIRS.items()}
 
 
+def modality_pairs(which):
+    """{pair: {pretrained, finetuned}} of the 'vision' or 'language' pairs."""
+    return {pair: dict(spec) for pair, spec in PAIRS.items() if pair_modality()[pair] == which}
+
+
+def modality_tables(which):
+    """The alignment tables of the 'vision' or 'language' pairs."""
+    return [f"results/alignment/{pair}.csv" for pair in modality_pairs(which)]
+
+
 FIGURES = ["fig2", "fig3", "fig6", "fig8", "fig10", "fig11", "fig16", "fig18", "fig19", "fig20"]
 # fig18 correlates alignment with held-out accuracy: measured for the models this workflow finetunes,
 # taken from the config (`accuracy:`) for hub models. Without one for every pair it is left out of `all`.
@@ -147,4 +157,4 @@ if WITHOUT_ACCURACY:
 def all_targets():
     """Everything `snakemake all` builds: every figure (PDF and PNG) and table."""
     return expand("results/{fig}.{ext}", fig=FIGURES, ext=("pdf", "png")) + expand(
-        "results/table4.{ext}", ext=("csv", "md", "tex"))
+        "results/{table}.{ext}", table=("table2", "table3", "table4"), ext=("csv", "md", "tex"))

@@ -182,3 +182,41 @@ rule fig18:
         "../../envs/specbasis.yaml"
     script:
         "../scripts/fig18.py"
+
+
+rule table2:
+    input:
+        alignment=modality_tables("vision"),
+        metrics=finetune_metrics(),
+    output:
+        csv=report("results/table2.csv", caption="../report/table2.rst", category="Pairs"),
+        md="results/table2.md",
+        tex="results/table2.tex",
+    log:
+        "logs/figures/table2.log",
+    params:
+        pairs=modality_pairs("vision"),
+        models=MODELS,
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/pair_table.py"
+
+
+rule table3:
+    input:
+        alignment=modality_tables("language"),
+        metrics=finetune_metrics(),
+    output:
+        csv=report("results/table3.csv", caption="../report/table3.rst", category="Pairs"),
+        md="results/table3.md",
+        tex="results/table3.tex",
+    log:
+        "logs/figures/table3.log",
+    params:
+        pairs=modality_pairs("language"),
+        models=MODELS,
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/pair_table.py"

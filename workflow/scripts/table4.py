@@ -3,18 +3,13 @@
 Snakemake: input.tables (every pair's results/spectra/{pair}.csv), output.csv, output.md, output.tex,
 log[0].
 """
-from specbasis.figures.spectra import table4, to_latex, to_markdown
+from specbasis.figures.spectra import table4
 from specbasis.logs import setup_logging
-from specbasis.store import atomic_path
-from specbasis.tables import read_csvs, write_csv
+from specbasis.tables import read_csvs, write_table
 
 
 def main(tables: list[str], csv: str, md: str, tex: str) -> None:
-    table = table4(read_csvs(tables))
-    write_csv(table, csv)
-    for path, text in ((md, to_markdown(table)), (tex, to_latex(table))):
-        with atomic_path(path) as tmp:
-            tmp.write_text(text)
+    write_table(table4(read_csvs(tables)), csv, md, tex)
 
 
 if __name__ == "__main__":
