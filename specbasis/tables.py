@@ -58,7 +58,8 @@ def read_csvs(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A markdown table, numbers to 4 significant digits."""
-    return table.to_markdown(index=False, floatfmt=".4g") + "\n"
+    filled = table.astype(object).where(table.notna(), None)  # tabulate writes missingval for None, not NaN
+    return filled.to_markdown(index=False, floatfmt=".4g", missingval="—") + "\n"
 
 
 def to_latex(table: pd.DataFrame) -> str:
