@@ -6,6 +6,10 @@ import sys
 from pathlib import Path
 
 
+def _log_uncaught(kind, error, tb) -> None:
+    logging.getLogger("specbasis").critical("failed: %s: %s", kind.__name__, error, exc_info=(kind, error, tb))
+
+
 def setup_logging(logfile: str | Path | None = None, level: int = logging.INFO) -> logging.Logger:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if logfile:
@@ -15,4 +19,5 @@ def setup_logging(logfile: str | Path | None = None, level: int = logging.INFO) 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
     logging.getLogger("fontTools").setLevel(logging.WARNING)  # matplotlib's PDF font subsetting chatters at INFO
+    sys.excepthook = _log_uncaught  # the job's error goes to its log file too, not only to stderr
     return logging.getLogger("specbasis")

@@ -3,15 +3,32 @@
 Write to a temporary name in the destination's own directory (same filesystem), then
 `os.replace` onto the final name. On any exception the temporary file is removed and the error
 re-raised, so a killed or failed job never leaves a truncated output under the real name.
+A job killed outright (SIGKILL, out of memory) cannot clean up: its `.NAME.*.tmp` stays behind,
+and the next write of NAME removes it (Snakemake's lock means one job writes an output at a time).
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+STALE_SUFFIXES = (".tmp", ".old", ".work")  # what atomic_path, atomic_dir and fetch leave when killed
+
+
+def remove_stale(path: Path) -> list[Path]:
+    """Remove what killed writers of `path` left beside it: .NAME.*.tmp, .NAME.*.old, .NAME.*.work."""
+    stale = [p for p in path.parent.glob(f".{glob.escape(path.name)}.*") if p.suffix in STALE_SUFFIXES]
+    for p in stale:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return stale
 
 
 def _umask() -> int:
@@ -25,6 +42,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it onto `path` when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -46,6 +64,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp

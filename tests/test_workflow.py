@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -13,19 +12,9 @@ import pandas as pd
 import pytest
 
 import tiny_suite
+from workflow_helpers import ROOT, job_stats, snakemake
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +24,6 @@ def run(tmp_path_factory):
     config = tiny_suite.build(work)
     snakemake(work, "--configfile", str(config), "all")
     return work
-
-
-def job_stats(text: str) -> dict[str, int]:
-    """The 'Job stats' table of a Snakemake run or dry-run, as {rule: count}."""
-    lines = text[text.index("Job stats:"):].splitlines()[3:]
-    stats = {}
-    for line in lines:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        stats[parts[0]] = int(parts[1])
-    return stats
 
 
 def svd64(W):
