@@ -22,7 +22,7 @@ def run(tmp_path_factory):
     """Build the tiny suite and run `snakemake all` on it once."""
     work = tmp_path_factory.mktemp("tiny")
     config = tiny_suite.build(work)
-    snakemake(work, "--configfile", str(config), "all")
+    snakemake(work, "all", "--configfile", str(config))
     return work
 
 
@@ -188,7 +188,7 @@ def test_fetch_is_recorded(run):
 
 
 def test_rerun_has_nothing_to_do(run):
-    out = snakemake(run, "--configfile", str(run / "config.yaml"), "-n", "all")
+    out = snakemake(run, "-n", "all", "--configfile", str(run / "config.yaml"))
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
@@ -203,7 +203,7 @@ def test_bad_config_stops_before_any_job(tmp_path):
     config = tiny_suite.build(tmp_path)
     text = config.read_text().replace("family: bert", "family: bret", 1)
     config.write_text(text)
-    out = snakemake(tmp_path, "--configfile", str(config), "-n", "all", check=False)
+    out = snakemake(tmp_path, "-n", "all", "--configfile", str(config), check=False)
     assert out.returncode != 0
     assert "models.bert.family: 'bret' is not allowed; allowed: bert" in out.stdout + out.stderr
     assert not (tmp_path / "resources").exists()
