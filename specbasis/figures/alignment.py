@@ -70,8 +70,9 @@ def fig2(table: pd.DataFrame) -> plt.Figure:
     for ax, pair in zip(cells, pairs):
         grid = (heat[heat["pair"] == pair]
                 .groupby(["bucket", "layer"], observed=True)["cos"].mean().unstack("layer"))
-        sns.heatmap(grid, vmin=0, vmax=1, cmap="viridis", ax=ax, cbar=ax is cells[-1],
+        sns.heatmap(grid, vmin=0, vmax=1, cmap="viridis", ax=ax, cbar=ax is cells[-1], xticklabels=True,
                     cbar_kws={"label": "mean |cos|"})
+        ax.tick_params(axis="x", labelrotation=90, labelsize=7)
         ax.set(title=pair, xlabel="layer", ylabel="rank" if ax is cells[0] else "")
         ax.grid(False)
     return fig
