@@ -163,6 +163,11 @@ def test_generalization_states_its_power(run):
     assert not tests["significant"].any()
     log = (run / "logs/generalization.log").read_text()
     assert "no test can be significant" in log
+    cells = pd.read_csv(run / "results/generalization.pairs.csv")
+    measured = json.loads((run / "results/models/bert-rt/metrics.json").read_text())["test_accuracy"]
+    assert (cells.loc[cells["pair"] == "bert-rt", "accuracy"] == measured).all()
+    assert (cells.loc[cells["pair"] == "bert-self", "accuracy"] == 0.5).all()  # the config's accuracy of bert
+    assert cells["mean_cos"].between(0, 1 + 1e-6).all() and (cells.loc[cells["pair"] == "bert-self", "mean_cos"] > 1 - 1e-5).all()
 
 
 def test_table4_is_the_last_block(run):

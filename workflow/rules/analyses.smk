@@ -82,7 +82,8 @@ rule generalization:
         alignment=pair_tables("alignment"),
         metrics=finetune_metrics(),
     output:
-        "results/generalization.csv",
+        tests="results/generalization.csv",
+        similarity="results/generalization.pairs.csv",
     log:
         "logs/generalization.log",
     params:

@@ -166,8 +166,7 @@ rule fig20:
 rule fig18:
     input:
         tests="results/generalization.csv",
-        alignment=pair_tables("alignment"),
-        metrics=finetune_metrics(),
+        similarity="results/generalization.pairs.csv",
         style=STYLE,
     output:
         pdf=report("results/fig18.pdf", caption="../report/fig18.rst", category="Generalization"),
@@ -175,8 +174,6 @@ rule fig18:
     log:
         "logs/figures/fig18.log",
     params:
-        pairs=pair_finetuned(),
-        accuracy=config_accuracies(),
         alpha=config["generalization"]["alpha"],
     conda:
         "../../envs/specbasis.yaml"

@@ -1,5 +1,6 @@
 """Similarity against generalization (paper Appendix J): Spearman tests across pairs, BH-FDR ->
-results/generalization.csv (columns: specbasis.generalization.COLUMNS).
+results/generalization.csv (columns: specbasis.generalization.COLUMNS), and the values tested,
+results/generalization.pairs.csv (pair, depth, ranks, mean_cos, accuracy), which fig18 plots.
 
 Snakemake names:
   input.alignment  list: results/alignment/{pair}.csv of every pair
@@ -8,7 +9,8 @@ Snakemake names:
   params.pairs     {pair: finetuned model}
   params.accuracy  {finetuned model: its config `accuracy`, or None}
   params.alpha     FDR level, e.g. 0.05
-  output[0]        results/generalization.csv
+  output.tests       results/generalization.csv
+  output.similarity  results/generalization.pairs.csv
   log[0]           the accuracies used and the power statement
 """
 import logging
@@ -18,17 +20,21 @@ from specbasis.logs import setup_logging
 from specbasis.tables import read_csvs, write_csv
 
 
-def main(alignment: list[str], metrics: list[str], pairs: dict, accuracy: dict, alpha: float, out: str) -> None:
+def main(alignment: list[str], metrics: list[str], pairs: dict, accuracy: dict, alpha: float,
+         out: str, out_similarity: str) -> None:
     log = logging.getLogger("specbasis")
     acc = accuracies(pairs, metrics, accuracy)
     for pair, value in acc.items():
         log.info("%s: held-out accuracy %.4f (%s)", pair, value, pairs[pair])
-    tests = correlation_tests(similarity_by_layer(read_csvs(alignment)), acc, alpha)
+    similarity = similarity_by_layer(read_csvs(alignment))
+    tests = correlation_tests(similarity, acc, alpha)
     log.info("power: %s", power_statement(tests, alpha).replace("\n", "; "))
     write_csv(tests, out)
+    write_csv(similarity.assign(accuracy=similarity["pair"].map(acc)), out_similarity)
 
 
 if __name__ == "__main__":
     setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
     main(snakemake.input.alignment, snakemake.input.metrics, snakemake.params.pairs,  # noqa: F821
-         snakemake.params.accuracy, snakemake.params.alpha, snakemake.output[0])  # noqa: F821
+         snakemake.params.accuracy, snakemake.params.alpha, snakemake.output.tests,  # noqa: F821
+         snakemake.output.similarity)  # noqa: F821
