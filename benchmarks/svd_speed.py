@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import numpy as np
 import torch
 
-from specbasis.svd import svd_all
+from specbasis.svd import shape_batches, svd_all
 
 
 def relative_gaps(S: np.ndarray) -> np.ndarray:
@@ -40,36 +38,12 @@ def relative_gaps(S: np.ndarray) -> np.ndarray:
     return np.minimum(left, right) / np.maximum(S, np.finfo(S.dtype).tiny)
 
 
-def gram_products(mats: dict[str, np.ndarray], device: str, workers: int | None,
-                  max_batch_bytes: int = 256 * 2**20) -> list[torch.Tensor]:
-    """XᵀX (float64, the smaller side) of every matrix, batched by shape as specbasis.svd.svd_all
-    batches them (at most max_batch_bytes of float32 per batch), each batch split over `workers`
-    threads of one BLAS thread each on CPU, as specbasis.svd._run_batch splits it."""
-    by_shape = defaultdict(list)
-    for key, W in mats.items():
-        by_shape[W.shape].append(key)
-    threads = torch.get_num_threads()
-
-    def gram(X: torch.Tensor) -> torch.Tensor:  # (B, m, n) -> (B, r, r), r = min(m, n)
-        X = X.double()
-        return X.transpose(-1, -2) @ X if X.shape[-2] >= X.shape[-1] else X @ X.transpose(-1, -2)
-
+def gram_products(mats: dict[str, np.ndarray], device: str) -> list[torch.Tensor]:
+    """XᵀX (float64, the smaller side) of every matrix, in the batches specbasis.svd.svd_all forms."""
     out = []
-    for (m, n), keys in by_shape.items():
-        per_batch = max(1, max_batch_bytes // (4 * m * n))
-        for start in range(0, len(keys), per_batch):
-            chunk = keys[start:start + per_batch]
-            stack = torch.from_numpy(np.stack([np.asarray(mats[k], dtype=np.float32) for k in chunk])).to(device)
-            n_workers = min(workers or threads, len(stack)) if stack.device.type == "cpu" else 1
-            if n_workers <= 1:
-                out.append(gram(stack).cpu())
-                continue
-            torch.set_num_threads(1)
-            try:
-                with ThreadPoolExecutor(n_workers) as pool:
-                    out.extend(pool.map(gram, stack.tensor_split(n_workers)))
-            finally:
-                torch.set_num_threads(threads)
+    for _, batch in shape_batches(mats):
+        X = torch.from_numpy(batch).to(device).double()                    # (B, m, n)
+        out.append(X.transpose(-1, -2) @ X if X.shape[-2] >= X.shape[-1] else X @ X.transpose(-1, -2))
     if device == "cuda":
         torch.cuda.synchronize()
     return out
@@ -80,7 +54,6 @@ def main(argv=None) -> None:
     ap.add_argument("weights", nargs="?", default="results/weights/minilm.h5")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--method", default="auto")
-    ap.add_argument("--workers", type=int, default=None, help="CPU threads side by side (default: torch's)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--top", type=int, default=50)
     ap.add_argument("--gap", type=float, default=1e-2, help="relative gap that makes a vector well defined")
@@ -92,7 +65,7 @@ def main(argv=None) -> None:
     print(f"{args.weights}: {len(mats)} matrices, {n_el / 1e6:.1f} M entries, torch threads {torch.get_num_threads()}")
 
     def ours():
-        out = dict(svd_all(mats, device=args.device, method=args.method, workers=args.workers, progress=False))
+        out = dict(svd_all(mats, device=args.device, method=args.method, progress=False))
         if args.device == "cuda":
             torch.cuda.synchronize()
         return out
@@ -101,7 +74,7 @@ def main(argv=None) -> None:
         return {k: np.linalg.svd(m.astype(np.float64), full_matrices=False) for k, m in mats.items()}
 
     def floor():
-        return gram_products(mats, args.device, args.workers)
+        return gram_products(mats, args.device)
 
     ours(), floor()  # warm-up (allocations, CUDA context, LAPACK workspaces)
     t_ours, t_ref, t_gram = [], [], []
@@ -127,7 +100,7 @@ def main(argv=None) -> None:
         n_cmp += 2 * int(ok.sum())
 
     best_o, best_r, best_g = min(t_ours), min(t_ref), min(t_gram)
-    print(f"specbasis svd_all ({args.device}, method {args.method}, workers {args.workers or 'default'}): "
+    print(f"specbasis svd_all ({args.device}, method {args.method}): "
           f"best {best_o:.3f} s of {args.repeats}")
     print(f"numpy.linalg.svd float64 loop:                best {best_r:.3f} s of {args.repeats}")
     print(f"ratio (numpy / specbasis): {best_r / best_o:.2f}x   (target >= 3x on CPU)")

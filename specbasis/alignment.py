@@ -16,14 +16,13 @@ swap or rotate within their plane without any real change of the matrix. So the 
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-from .tables import id_columns
+from .tables import id_columns, split_ids
 from .svd import SVD
 
 COLUMNS = ["pair", "layer", "kind", "side", "rank", "cos", "subspace", "gap_pt", "gap_ft", "dim"]
@@ -37,9 +36,10 @@ def matched_cos(A: np.ndarray, B: np.ndarray, axis: int) -> np.ndarray:
     return dots / norms
 
 
-def random_cos(d: int) -> float:
-    """E|xᵀy| for independent uniform unit vectors x, y in R^d: Γ(d/2) / (√π Γ((d+1)/2))."""
-    return float(math.exp(gammaln(d / 2) - gammaln((d + 1) / 2)) / math.sqrt(math.pi))
+def random_cos(d):
+    """E|xᵀy| for independent uniform unit vectors x, y in R^d: Γ(d/2) / (√π Γ((d+1)/2)) (d a number or array)."""
+    d = np.asarray(d, dtype=np.float64)
+    return np.exp(gammaln(d / 2) - gammaln((d + 1) / 2)) / np.sqrt(np.pi)
 
 
 def subspace_similarity(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -73,8 +73,7 @@ def align_pair(pt: SVD, ft: SVD, max_rank: int) -> dict[str, np.ndarray]:
 
 def alignment_table(pair: str, pt: Mapping[str, SVD], ft: Mapping[str, SVD], max_rank: int) -> tuple[pd.DataFrame, list[str]]:
     """Tidy alignment table for every matrix id in both models; also the ids present in only one."""
-    common = sorted(set(pt) & set(ft))
-    only = sorted(set(pt) ^ set(ft))
+    common, only = split_ids(pt, ft)
     frames = []
     for key in common:
         assert pt[key].U.shape[0] == ft[key].U.shape[0] and pt[key].Vh.shape[1] == ft[key].Vh.shape[1], (

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .alignment import matched_cos
+from .extract import matrix_ids
 from .svd import SVD, write_svd_matrices
 from .tables import id_columns
 
@@ -56,8 +57,7 @@ def write_delta_store(pretrained, finetuned, out, *, rank: int | str = "all", me
     import h5py
 
     with h5py.File(pretrained, "r") as pt, h5py.File(finetuned, "r") as ft:
-        pt_ids = {k for k in pt if isinstance(pt[k], h5py.Dataset)}
-        ft_ids = {k for k in ft if isinstance(ft[k], h5py.Dataset)}
+        pt_ids, ft_ids = set(matrix_ids(pt)), set(matrix_ids(ft))
         only = {"pretrained": sorted(pt_ids - ft_ids), "finetuned": sorted(ft_ids - pt_ids)}
         for role, path in (("pretrained", pretrained), ("finetuned", finetuned)):
             for key in only[role]:

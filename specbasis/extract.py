@@ -266,12 +266,19 @@ def extract_weights(model_dir: Path, family: str, out_path: Path) -> dict:
 
 # ------------------------------------------------------------------------------------ reading
 
+def matrix_ids(f) -> list[str]:
+    """The matrix ids of an open weights file (its datasets), in canonical order (stack, layer, index, kind)."""
+    import h5py
+
+    return sorted((k for k in f if isinstance(f[k], h5py.Dataset)), key=sort_key)
+
+
 def list_ids(path: Path) -> list[str]:
     """The matrix ids in a weights file, in canonical order (stack, layer, index, kind)."""
     import h5py
 
     with h5py.File(path, "r") as f:
-        return sorted((k for k in f if isinstance(f[k], h5py.Dataset)), key=sort_key)
+        return matrix_ids(f)
 
 
 def read_weights(path: Path, ids: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -283,8 +290,7 @@ def read_weights(path: Path, ids: Iterable[str] | None = None) -> dict[str, np.n
         if version != FORMAT_VERSION:
             raise ValueError(f"{path}: weights format_version {version}, this code reads {FORMAT_VERSION}; "
                              f"re-extract the weights")
-        wanted = list(ids) if ids is not None else sorted((k for k in f if isinstance(f[k], h5py.Dataset)),
-                                                          key=sort_key)
+        wanted = list(ids) if ids is not None else matrix_ids(f)
         missing = [k for k in wanted if k not in f]
         if missing:
             raise KeyError(f"{path}: no matrices {missing}; it holds {sorted(f, key=sort_key)}")

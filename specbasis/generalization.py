@@ -37,7 +37,7 @@ import pandas as pd
 from scipy.stats import false_discovery_control, permutation_test, rankdata
 
 from .namemaps import FFN_KINDS
-from .tables import base_kind
+from .tables import base_kind, layer_order
 
 DEPTH_BINS = ("early", "middle", "late")  # thirds of relative depth
 RANK_EDGES = (10, 50, 200)  # upper edges of the rank ranges; 200 = alignment.max_rank of both suites
@@ -78,15 +78,9 @@ def accuracies(pairs: Mapping[str, str], metrics: Iterable[str | os.PathLike],
     return out
 
 
-def _layer_order(layer) -> tuple[bool, int]:
-    """Sort key of a layer label: 3 -> (False, 3), 'enc.03' -> (False, 3), 'dec.01' -> (True, 1)."""
-    stack, _, number = str(layer).rpartition(".")
-    return stack == "dec", int(number)
-
-
 def relative_depth(layers: pd.Series) -> pd.Series:
     """Centre (i + 0.5) / n of each layer, the i-th of the n distinct layers in `layers` (one model)."""
-    order = sorted(layers.unique(), key=_layer_order)
+    order = sorted(layers.unique(), key=layer_order)
     return (layers.map({layer: i for i, layer in enumerate(order)}) + 0.5) / len(order)
 
 

@@ -33,7 +33,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .tables import id_columns
+from .tables import id_columns, split_ids
 
 EPS = float(np.finfo(np.float32).eps)  # the weights and singular values are stored as float32
 
@@ -98,8 +98,7 @@ def matrix_stats(pt: Spectrum, ft: Spectrum) -> dict[str, float]:
 def spectra_tables(pair: str, pt: Mapping[str, Spectrum], ft: Mapping[str, Spectrum]
                    ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Per-matrix statistics and per-rank values of every matrix id in both models; also the ids in only one."""
-    common = sorted(set(pt) & set(ft))
-    only = sorted(set(pt) ^ set(ft))
+    common, only = split_ids(pt, ft)
     rows, frames = [], []
     for key in common:
         assert pt[key].shape == ft[key].shape, (

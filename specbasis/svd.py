@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -94,6 +93,22 @@ def svd_batch(mats: torch.Tensor, rank: int | None = None, method: str = "auto")
     return U.float(), S.float(), Vh.float()
 
 
+def shape_batches(matrices: Mapping[str, np.ndarray], max_batch_bytes: int = 256 * 2**20
+                  ) -> Iterable[tuple[list[str], np.ndarray]]:
+    """(ids, float32 stack (B, m, n)) of the matrices, grouped by shape, at most max_batch_bytes a batch.
+
+    `matrices` may be lazy (e.g. an h5py group): each matrix is read when its batch is formed.
+    """
+    by_shape: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for key in matrices:
+        by_shape[tuple(matrices[key].shape)].append(key)
+    for (m, n), keys in by_shape.items():
+        per_batch = max(1, max_batch_bytes // (4 * m * n))
+        for start in range(0, len(keys), per_batch):
+            chunk = keys[start:start + per_batch]
+            yield chunk, np.stack([np.asarray(matrices[k], dtype=np.float32) for k in chunk])
+
+
 def svd_all(
     matrices: Mapping[str, np.ndarray],
     *,
@@ -101,52 +116,23 @@ def svd_all(
     device: str = "auto",
     method: str = "auto",
     max_batch_bytes: int = 256 * 2**20,
-    workers: int | None = None,
     progress: bool = True,
 ) -> Iterable[tuple[str, SVD]]:
-    """Yield (id, SVD) for every matrix, batching matrices of one shape (at most max_batch_bytes each).
-
-    `matrices` may be lazy (e.g. an h5py group): each matrix is read when its batch is formed.
-    On CPU a batch is split over `workers` threads (default: torch's thread count), each running
-    LAPACK single-threaded: the tridiagonal reduction inside eigh/SVD is memory-bound and scales
-    poorly within one call, so independent matrices side by side use the cores better.
-    """
+    """Yield (id, SVD) for every matrix, batching matrices of one shape (see shape_batches)."""
     from tqdm.auto import tqdm
 
     dev = resolve_device(device)
-    by_shape: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for key in matrices:
-        by_shape[tuple(matrices[key].shape)].append(key)
     bar = tqdm(total=len(matrices), desc=f"SVD ({dev.type})", unit="matrix", disable=not progress)
-    for (m, n), keys in by_shape.items():
-        per_batch = max(1, max_batch_bytes // (4 * m * n))
-        for start in range(0, len(keys), per_batch):
-            chunk = keys[start:start + per_batch]
-            stack = torch.from_numpy(np.stack([np.asarray(matrices[k], dtype=np.float32) for k in chunk]))
-            bad = [k for k, ok in zip(chunk, torch.isfinite(stack).flatten(1).all(1).tolist()) if not ok]
-            if bad:
-                raise ValueError(f"matrix {bad[0]} holds NaN or Inf; its SVD is undefined (re-extract the weights)")
-            U, S, Vh = _run_batch(stack.to(dev), rank, method, workers)
-            U, S, Vh = U.cpu().numpy(), S.cpu().numpy(), Vh.cpu().numpy()
-            for i, key in enumerate(chunk):
-                yield key, SVD(U[i], S[i], Vh[i])
-            bar.update(len(chunk))
+    for chunk, batch in shape_batches(matrices, max_batch_bytes):
+        stack = torch.from_numpy(batch)
+        bad = [k for k, ok in zip(chunk, torch.isfinite(stack).flatten(1).all(1).tolist()) if not ok]
+        if bad:
+            raise ValueError(f"matrix {bad[0]} holds NaN or Inf; its SVD is undefined (re-extract the weights)")
+        U, S, Vh = (t.cpu().numpy() for t in svd_batch(stack.to(dev), rank, method))
+        for i, key in enumerate(chunk):
+            yield key, SVD(U[i], S[i], Vh[i])
+        bar.update(len(chunk))
     bar.close()
-
-
-def _run_batch(stack: torch.Tensor, rank, method: str, workers: int | None):
-    """svd_batch on the stack, split over worker threads on CPU (one LAPACK thread each)."""
-    threads = torch.get_num_threads()
-    workers = min(workers or threads, len(stack)) if stack.device.type == "cpu" else 1
-    if workers <= 1:
-        return svd_batch(stack, rank, method)
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(lambda part: svd_batch(part, rank, method), stack.tensor_split(workers)))
-    finally:
-        torch.set_num_threads(threads)
-    return tuple(torch.cat(p) for p in zip(*parts))
 
 
 def reconstruction_error(W: np.ndarray, svd: SVD) -> float:
@@ -196,8 +182,10 @@ def write_svd_store(weights_path, out_path, *, rank: int | str = "all", method: 
     """
     import h5py
 
+    from .extract import matrix_ids
+
     with h5py.File(weights_path, "r") as src:
-        ids = [key for key in src if isinstance(src[key], h5py.Dataset)]
+        ids = matrix_ids(src)
         summary = write_svd_matrices({i: src[i] for i in ids}, out_path, rank=rank, method=method, device=device,
                                      attrs={"weights": str(weights_path)})
     log.info("SVD of %d matrices of %s in %.2f s on %s", summary["matrices"], weights_path, summary["seconds"],

@@ -8,6 +8,7 @@ matrix: `pair` (or `model`), `layer` and `kind`, taken from the canonical matrix
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Iterable
 
@@ -15,6 +16,8 @@ import pandas as pd
 
 from .namemaps import parse_id
 from .store import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 def id_columns(key: str) -> dict:
@@ -25,20 +28,36 @@ def id_columns(key: str) -> dict:
     return {"layer": layer, "kind": kind}
 
 
+def split_ids(pretrained: Iterable[str], finetuned: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The matrix ids in both models, and those in only one (each sorted)."""
+    pt, ft = set(pretrained), set(finetuned)
+    return sorted(pt & ft), sorted(pt ^ ft)
+
+
+def warn_one_sided(pair: str, only: Iterable[str], pretrained: Iterable[str]) -> None:
+    """Log each id of `only` as skipped, saying which model of the pair has it."""
+    pretrained = set(pretrained)
+    for key in only:
+        log.warning("%s: matrix %s is in only one model (%s); skipped", pair, key,
+                    "pretrained" if key in pretrained else "finetuned")
+
+
 def base_kind(kind: pd.Series) -> pd.Series:
     """'ffn_in.1' -> 'ffn_in': the kind without a repeated-FFN index."""
     return kind.astype(str).str.split(".").str[0]
 
 
+def layer_order(layer) -> tuple[int, int]:
+    """Sort key of a layer label, input to output: 3 -> (0, 3), 'enc.03' -> (1, 3), 'dec.01' -> (2, 1)."""
+    stack, _, number = str(layer).rpartition(".")
+    return ("", "enc", "dec").index(stack), int(number)
+
+
 def last_layer(table: pd.DataFrame, by: str = "pair") -> pd.DataFrame:
     """Rows of the last block of each `by` group: the highest layer number (of the last stack,
     'dec' after 'enc', for encoder-decoder models)."""
-    def order(layer) -> tuple:
-        text = str(layer)
-        stack, _, number = text.rpartition(".")
-        return (("", "enc", "dec").index(stack) if stack in ("", "enc", "dec") else 3, int(number))
-
-    keep = table.groupby(by, sort=False)["layer"].transform(lambda s: s.map(order) == max(s.map(order)))
+    keep = table.groupby(by, sort=False)["layer"].transform(
+        lambda s: s.map(layer_order) == max(s.map(layer_order)))
     return table[keep.astype(bool)]
 
 

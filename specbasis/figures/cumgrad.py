@@ -32,7 +32,7 @@ def rank_points(cumgrad: pd.DataFrame, alignment: pd.DataFrame, rank: int) -> pd
     """One row per changed matrix at `rank`: pair, layer, kind, ratio r_i, cos (mean of u and v) and
     random, the mean of random_cos over its two sides."""
     at = alignment[alignment["rank"] == rank]
-    at = at.assign(random=at["dim"].map(lambda d: random_cos(int(d))))
+    at = at.assign(random=random_cos(at["dim"].to_numpy()))
     cos = at.groupby(MATRIX, sort=False, as_index=False)[["cos", "random"]].mean()
     rows = cumgrad[(cumgrad["rank"] == rank) & (cumgrad["ratio"] > 0)]
     return rows[MATRIX + ["ratio"]].merge(cos, on=MATRIX)

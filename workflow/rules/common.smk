@@ -135,7 +135,8 @@ def pair_modality():
 
 def modality_pairs(which):
     """{pair: {pretrained, finetuned}} of the 'vision' or 'language' pairs."""
-    return {pair: dict(spec) for pair, spec in PAIRS.items() if pair_modality()[pair] == which}
+    modality = pair_modality()
+    return {pair: dict(spec) for pair, spec in PAIRS.items() if modality[pair] == which}
 
 
 def modality_tables(which):
@@ -147,7 +148,7 @@ FIGURES = ["fig2", "fig3", "fig6", "fig8", "fig10", "fig11", "fig16", "fig18", "
 # fig18 correlates alignment with held-out accuracy: measured for the models this workflow finetunes,
 # taken from the config (`accuracy:`) for hub models. Without one for every pair it is left out of `all`.
 WITHOUT_ACCURACY = sorted(p for p, m in pair_finetuned().items()
-                          if m not in FINETUNED_MODELS and config_accuracies()[m] is None)
+                          if m not in FINETUNED_MODELS and MODELS[m].get("accuracy") is None)
 if WITHOUT_ACCURACY:
     FIGURES.remove("fig18")
     logger.warning(f"fig18 is left out of `all`: no held-out accuracy for pairs {', '.join(WITHOUT_ACCURACY)} "

@@ -4,16 +4,14 @@ import logging
 from specbasis.alignment import alignment_table
 from specbasis.logs import setup_logging
 from specbasis.svd import read_svd
-from specbasis.tables import write_csv
+from specbasis.tables import warn_one_sided, write_csv
 
 
 def main(pair: str, pretrained: str, finetuned: str, out: str, max_rank: int) -> None:
     log = logging.getLogger("specbasis")
     pt, ft = read_svd(pretrained, rank=max_rank), read_svd(finetuned, rank=max_rank)
     table, only = alignment_table(pair, pt, ft, max_rank)
-    for key in only:
-        log.warning("%s: matrix %s is in only one model (%s); skipped", pair, key,
-                    "pretrained" if key in pt else "finetuned")
+    warn_one_sided(pair, only, pt)
     log.info("%s: %d matrices in both models, %d rows", pair, table.groupby(["layer", "kind"]).ngroups, len(table))
     write_csv(table, out)
 

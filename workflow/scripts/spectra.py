@@ -8,16 +8,14 @@ import logging
 
 from specbasis.logs import setup_logging
 from specbasis.spectra import read_spectra, spectra_tables
-from specbasis.tables import write_csv
+from specbasis.tables import warn_one_sided, write_csv
 
 
 def main(pair: str, pretrained: str, finetuned: str, per_matrix: str, per_rank: str) -> None:
     log = logging.getLogger("specbasis")
     pt, ft = read_spectra(pretrained), read_spectra(finetuned)
     matrices, ranks, only = spectra_tables(pair, pt, ft)
-    for key in only:
-        log.warning("%s: matrix %s is in only one model (%s); skipped", pair, key,
-                    "pretrained" if key in pt else "finetuned")
+    warn_one_sided(pair, only, pt)
     log.info("%s: %d matrices in both models, RSD %.3g to %.3g, %d undefined relative changes (zero σ_pt)",
              pair, len(matrices), matrices["rsd"].min(), matrices["rsd"].max(), ranks["rel_change"].isna().sum())
     write_csv(matrices, per_matrix)
