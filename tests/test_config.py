@@ -94,3 +94,14 @@ def test_schema_source_pattern_is_the_fetchers():
     from specbasis.fetch import SOURCE_PATTERN
 
     assert load_schema()["$defs"]["source"]["pattern"] == SOURCE_PATTERN
+
+
+def test_paper_suite_timm_sources_are_timm_pretrained_tags():
+    """Every timm: model of the paper suite names a pretrained tag this timm knows (a typo fails here, not at fetch)."""
+    import timm
+
+    models = load_config(ROOT / "config/paper.yaml")["models"]
+    names = [m["source"].removeprefix("timm:") for m in models.values() if m["source"].startswith("timm:")]
+    assert len(names) == 16
+    unknown = sorted(set(names) - set(timm.list_pretrained()))
+    assert not unknown, f"not pretrained tags of timm {timm.__version__}: {unknown}"
