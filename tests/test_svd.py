@@ -135,3 +135,30 @@ def test_rank_deficient_matrix_falls_back_and_stays_orthonormal():
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="allowed: auto, gram, gesdd"):
         svd_batch(torch.eye(3)[None], method="jacobi")
+
+
+def test_precision_benchmark_flags_the_float32_gram_route(tmp_path, capsys):
+    """benchmarks/svd_precision.py on an ill-conditioned pair (κ ≈ 3e4) whose σ change by ~1e-3:
+    the stage's route keeps the relative changes; float32 Gram's error exceeds the change itself."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "svd_precision", Path(__file__).resolve().parent.parent / "benchmarks" / "svd_precision.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.standard_normal((96, 64)))
+    V, _ = np.linalg.qr(rng.standard_normal((64, 64)))
+    s = np.logspace(0, -4.5, 64)
+    change = 1 + 1e-3 * rng.uniform(0.5, 1.0, 64)
+    for name, sv in [("pt.h5", s), ("ft.h5", s * change)]:
+        with h5py.File(tmp_path / name, "w") as f:
+            f["00.ffn_in"] = ((U * sv) @ V.T).astype(np.float32)
+    bench.main([str(tmp_path / "pt.h5"), str(tmp_path / "ft.h5"), "--repeats", "1"])
+    rows = {line[:28].strip(): line[28:].split() for line in capsys.readouterr().out.splitlines()[2:]}
+    error = {route: float(cols[2]) for route, cols in rows.items()}
+    assert error["numpy float64 (reference)"] == 0
+    assert error["specbasis (float64 Gram)"] < 1e-2
+    assert error["float32 Gram"] > 1
