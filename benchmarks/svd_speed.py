@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import h5py
 import numpy as np
 import torch
 
+from specbasis.extract import read_weights
 from specbasis.svd import shape_batches, svd_all
 
 
@@ -59,8 +59,7 @@ def main(argv=None) -> None:
     ap.add_argument("--gap", type=float, default=1e-2, help="relative gap that makes a vector well defined")
     args = ap.parse_args(argv)
 
-    with h5py.File(args.weights, "r") as f:
-        mats = {k: f[k][:] for k in f}
+    mats = read_weights(args.weights)
     n_el = sum(m.size for m in mats.values())
     print(f"{args.weights}: {len(mats)} matrices, {n_el / 1e6:.1f} M entries, torch threads {torch.get_num_threads()}")
 

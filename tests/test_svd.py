@@ -143,6 +143,8 @@ def test_precision_benchmark_flags_the_float32_gram_route(tmp_path, capsys):
     import importlib.util
     from pathlib import Path
 
+    from specbasis.extract import FORMAT_VERSION
+
     spec = importlib.util.spec_from_file_location(
         "svd_precision", Path(__file__).resolve().parent.parent / "benchmarks" / "svd_precision.py")
     bench = importlib.util.module_from_spec(spec)
@@ -155,6 +157,7 @@ def test_precision_benchmark_flags_the_float32_gram_route(tmp_path, capsys):
     change = 1 + 1e-3 * rng.uniform(0.5, 1.0, 64)
     for name, sv in [("pt.h5", s), ("ft.h5", s * change)]:
         with h5py.File(tmp_path / name, "w") as f:
+            f.attrs["format_version"] = FORMAT_VERSION
             f["00.ffn_in"] = ((U * sv) @ V.T).astype(np.float32)
     bench.main([str(tmp_path / "pt.h5"), str(tmp_path / "ft.h5"), "--repeats", "1"])
     rows = {line[:28].strip(): line[28:].split() for line in capsys.readouterr().out.splitlines()[2:]}
