@@ -15,7 +15,24 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 # Families whose models see images; the rest are text models. Used to pick finetune settings.
-VISION_FAMILIES = frozenset({"convnext", "vit", "swin", "efficientnet_lite"})
+TIMM_FAMILIES = frozenset({"convnext", "vit", "swin", "efficientnet_lite"})
+VISION_FAMILIES = TIMM_FAMILIES | {"vit_mae"}
+# Families whose checkpoints transformers reads (a folder with config.json): format hf.
+HF_FAMILIES = frozenset({"bert", "roberta", "xlnet", "deberta", "deberta_v2", "distilbert", "bigbird", "mobilebert",
+                         "electra", "albert", "bart", "gpt2", "vit_mae"})
+# What a family's models see, for fig7/fig8's grouping and the vision/language tables. A model's own
+# `modality:` overrides it: BrainLM is a vit_mae (transformers' ViTMAE layout) trained on fMRI.
+MODALITIES = ("vision", "language", "eeg", "fmri")
+FAMILY_MODALITY = {**{f: "language" for f in HF_FAMILIES - VISION_FAMILIES},
+                   **{f: "vision" for f in VISION_FAMILIES}, "labram": "eeg", "brain_jepa": "fmri"}
+# Checkpoint formats per family (prepare_model): hf = a transformers folder, timm = a timm hub snapshot,
+# lukemelas = an EfficientNet-PyTorch .pth, state_dict = one torch/safetensors file of tensors (maybe
+# nested, e.g. Brain-JEPA's target_encoder): weights only, enough for every weight analysis.
+FAMILY_FORMATS = {**{f: ("hf", "state_dict") for f in HF_FAMILIES},
+                  **{f: ("timm", "state_dict") for f in TIMM_FAMILIES}, "efficientnet_lite": ("timm", "lukemelas", "state_dict"),
+                  "labram": ("state_dict",), "brain_jepa": ("state_dict",)}
+# Families the workflow can finetune (a classifier class and a data reader exist for them).
+FINETUNABLE_FAMILIES = (HF_FAMILIES - {"vit_mae"}) | TIMM_FAMILIES
 # Sources that are not content-addressed must carry a sha256; archives need the path inside.
 NEEDS_SHA256 = ("wheel:", "deb:", "url:")
 NEEDS_MEMBER = ("wheel:", "deb:")
@@ -86,6 +103,14 @@ def _cross_checks(config: dict) -> list[str]:
                 problems.append(f"{where}.sha256: required for source {src!r} (not content-addressed)")
             if src.startswith(NEEDS_MEMBER) and "member" not in model:
                 problems.append(f"{where}.member: required for source {src!r}: the path inside the archive")
+        fmt = model.get("format", "hf")
+        if has_source and fmt not in FAMILY_FORMATS[model["family"]]:
+            problems.append(f"{where}.format: {fmt!r} does not fit family {model['family']!r}; allowed: "
+                            f"{', '.join(FAMILY_FORMATS[model['family']])}")
+        if has_finetune and model["family"] not in FINETUNABLE_FAMILIES:
+            problems.append(f"{where}.finetune: the workflow cannot finetune family {model['family']!r} (no classifier "
+                            f"and data reader for it); bring the finetuned checkpoint as a source instead. Finetunable: "
+                            f"{', '.join(sorted(FINETUNABLE_FAMILIES))}")
         if has_finetune:
             base, data = model["finetune"]["from"], model["finetune"]["dataset"]
             if base not in models:
@@ -110,6 +135,10 @@ def _cross_checks(config: dict) -> list[str]:
             fams = {models[pair[r]]["family"] for r in ("pretrained", "finetuned")}
             if len(fams) > 1:
                 problems.append(f"pairs.{name}: pretrained and finetuned families differ ({', '.join(sorted(fams))})")
+            kinds = {model_modality(models[pair[r]]) for r in ("pretrained", "finetuned")}
+            if len(kinds) > 1:
+                problems.append(f"pairs.{name}: pretrained and finetuned modalities differ ({', '.join(sorted(kinds))}); "
+                                f"set the same `modality:` on both models")
     return problems
 
 
@@ -133,4 +162,10 @@ def load_config(path: Path | str) -> dict:
 
 
 def modality(family: str) -> str:
+    """What a finetune feeds the model: 'image' or 'text' (picks the finetune settings)."""
     return "image" if family in VISION_FAMILIES else "text"
+
+
+def model_modality(model: dict) -> str:
+    """'vision', 'language', 'eeg' or 'fmri': the model's `modality:`, else its family's."""
+    return model.get("modality") or FAMILY_MODALITY[model["family"]]

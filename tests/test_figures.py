@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from specbasis.alignment import COLUMNS, random_cos
-from specbasis.figures.alignment import fig2, fig8, fig_attention, measures_long, top_k_summary
+from specbasis.figures.alignment import fig2, fig7, fig8, fig_attention, measures_long, top_k_summary
 
 
 def table(pair: str, kinds, layers=2, ranks=12, dim=16, cos=0.9):
@@ -36,6 +36,51 @@ def test_top_k_summary(tables):
     s = top_k_summary(tables, k=10).set_index(["pair", "side"])
     assert s.loc[("bert-a", "u"), "cos"] == pytest.approx(0.9) and s.loc[("net-b", "v"), "cos"] == pytest.approx(0.5)
     assert s.loc[("net-b", "u"), "subspace"] == pytest.approx(1.0)
+
+
+BRAIN = {**MODALITY, "labram-a": "eeg", "brainlm-b": "fmri", "jepa-c": "fmri"}
+
+
+@pytest.fixture
+def brain_tables(tables):
+    return pd.concat([tables, table("labram-a", ["ffn_in", "ffn_out", "attn_q"], cos=0.8),
+                      table("brainlm-b", ["ffn_in", "ffn_out"], layers=3, cos=0.7),
+                      table("jepa-c", ["ffn_in", "ffn_out"], cos=0.6)], ignore_index=True)
+
+
+def _titles(fig):
+    return [ax.get_title() for ax in fig.axes]
+
+
+def test_fig7_one_column_per_brain_modality_with_layer_means(brain_tables):
+    fig = fig7(brain_tables, BRAIN)
+    titles = _titles(fig)
+    assert sum(t.startswith("A  EEG") for t in titles) == 1 and sum(t.startswith("A  fMRI") for t in titles) == 1
+    assert not any("vision" in t or "language" in t for t in titles)
+    by_layer = next(ax for ax in fig.axes if ax.get_title().startswith("C  fMRI"))
+    ys = sorted({round(float(y), 6) for line in by_layer.get_lines() for y in line.get_ydata() if np.isfinite(y)})
+    assert ys == [0.6, 0.7]  # the two fMRI pairs' top-10 |cos|, per layer
+    plt.close(fig)
+
+
+def test_fig7_says_when_the_suite_has_no_brain_pairs(tables):
+    fig = fig7(tables, MODALITY)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("No EEG or fMRI pairs in this suite" in t for t in texts)
+    plt.close(fig)
+
+
+def test_fig7_renders_from_an_empty_table():
+    fig = fig7(pd.DataFrame(columns=COLUMNS), {})
+    assert any("No EEG or fMRI pairs" in t.get_text() for ax in fig.axes for t in ax.texts)
+    plt.close(fig)
+
+
+def test_fig8_has_a_column_per_modality(brain_tables):
+    fig = fig8(brain_tables, BRAIN)
+    tops = [t.split(":")[0] for t in _titles(fig) if t.endswith("left (u) vectors")]
+    assert tops == ["vision", "language", "eeg", "fmri"]
+    plt.close(fig)
 
 
 @pytest.mark.parametrize("make", [lambda t: fig2(t), lambda t: fig8(t, MODALITY),

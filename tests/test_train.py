@@ -220,11 +220,33 @@ def test_prepare_hf_turns_a_bin_checkpoint_into_safetensors(bert_dir, tmp_path):
 
 
 def test_prepare_refuses_a_format_that_does_not_fit_the_family(bert_dir, tmp_path):
-    with pytest.raises(ValueError, match="allowed: hf, timm, lukemelas"):
+    with pytest.raises(ValueError, match="allowed: hf, timm, lukemelas, state_dict"):
         prepare_pretrained(bert_dir, tmp_path / "out", "bert", "onnx")
     with pytest.raises(ValueError, match="does not fit family 'vit'"):
         prepare_pretrained(bert_dir, tmp_path / "out", "vit", "hf")
+    with pytest.raises(ValueError, match="format 'hf' does not fit family 'labram'; allowed: state_dict"):
+        prepare_pretrained(bert_dir, tmp_path / "out", "labram", "hf")
     assert not (tmp_path / "out").exists()
+
+
+def test_prepare_state_dict_unnests_a_brain_jepa_checkpoint(tmp_path):
+    """A Brain-JEPA-style training checkpoint (encoder, target_encoder, predictor, under DDP's `module.`)
+    becomes a model.safetensors of the target encoder's tensors, names kept; a folder must hold one file."""
+    target = {"module.blocks.0.attn.qkv.weight": torch.randn(12, 4), "module.blocks.0.mlp.fc1.weight": torch.randn(8, 4)}
+    ckpt = {"encoder": {k: torch.zeros_like(v) for k, v in target.items()}, "target_encoder": target,
+            "predictor": {"module.predictor_blocks.0.mlp.fc1.weight": torch.ones(2, 2)}, "epoch": 7}
+    src = tmp_path / "src"
+    src.mkdir()
+    torch.save(ckpt, src / "jepa-ep300.pth")
+    out = prepare_pretrained(src, tmp_path / "out", "brain_jepa", "state_dict")
+    state = load_file(out / "model.safetensors")
+    assert state.keys() == target.keys() and all(torch.equal(state[k], target[k]) for k in target)
+    assert json.loads((out / "config.json").read_text()) == {"family": "brain_jepa", "source_format": "state_dict",
+                                                             "source_file": "jepa-ep300.pth"}
+    torch.save(ckpt, src / "another.pth")
+    with pytest.raises(FileNotFoundError, match="expected exactly one weights file"):
+        prepare_pretrained(src, tmp_path / "out2", "brain_jepa", "state_dict")
+    assert not (tmp_path / "out2").exists()
 
 
 def test_load_classifier_is_strict_outside_the_head(bert_dir, timm_dir, tmp_path):

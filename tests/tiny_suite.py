@@ -1,6 +1,9 @@
 """A tiny suite for the end-to-end workflow test: two tiny pretrained models built from the
 libraries' own classes (random init), two tiny separable datasets in the real files' formats, and a
-config that finetunes one pair of each modality. Everything is written under one folder.
+config that finetunes one pair of each modality; plus a brain-signal (fMRI) pair brought as user
+checkpoints: a Brain-JEPA-style training checkpoint (timm ViT blocks under `target_encoder`, DDP's
+`module.` prefix) and a "finetuned" flat state dict of slightly moved weights. Everything is written
+under one folder.
 """
 from __future__ import annotations
 
@@ -42,6 +45,29 @@ def tiny_effnet(folder: Path) -> None:
          "pretrained_cfg": {"num_classes": 10, "input_size": [3, 224, 224]}}))
 
 
+JEPA_NOISE = 0.02  # the "finetuned" brain model: pretrained weights + this x their std of noise
+
+
+def tiny_jepa(folder: Path) -> dict[str, torch.Tensor]:
+    """jepa-pretrain.pth (nested as Brain-JEPA saves it) and jepa-finetuned.pth (flat); returns the
+    target encoder's tensors (the ones the workflow must take) without the prefix."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    folder.mkdir(parents=True)
+    torch.manual_seed(2)
+    target = VisionTransformer(img_size=16, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0).state_dict()
+    online = {k: torch.randn_like(v) for k, v in target.items()}  # the online encoder differs from the EMA one
+    torch.save({"encoder": {f"module.{k}": v for k, v in online.items()},
+                "target_encoder": {f"module.{k}": v for k, v in target.items()},
+                "predictor": {"module.predictor_embed.weight": torch.randn(16, 32)}, "epoch": 3, "lr": 1e-3},
+               folder / "jepa-pretrain.pth")
+    moved = {k: v + JEPA_NOISE * v.std() * torch.randn_like(v) if v.ndim == 2 else v for k, v in target.items()}
+    sub = folder / "jepa-finetuned"
+    sub.mkdir()
+    torch.save(moved, sub / "checkpoint.pt")
+    return target
+
+
 def tiny_reviews(path: Path, n: int = 240) -> None:
     """rotten_tomatoes format: category (fresh/rotten/plot), text; the label shows in the words."""
     rng = np.random.default_rng(0)
@@ -76,6 +102,7 @@ def build(root: Path) -> Path:
     tiny_effnet(fx / "tiny-effnet")
     tiny_reviews(fx / "reviews.csv.bz2")
     tiny_digits(fx / "digits.csv.gz")
+    tiny_jepa(fx / "jepa")
     config = {
         "seed": 0,
         "device": "cpu",
@@ -88,10 +115,16 @@ def build(root: Path) -> Path:
                        "task": "tiny"},
             "effnet-digits": {"finetune": {"from": "effnet", "dataset": "digits"}, "family": "efficientnet_lite",
                               "task": "digits"},
+            # user checkpoints (a file, and a folder holding one file); no accuracy: fig18 leaves the pair out
+            "jepa": {"source": "local:fixtures/jepa/jepa-pretrain.pth", "format": "state_dict",
+                     "family": "brain_jepa", "task": "tiny fMRI pretraining"},
+            "jepa-ft": {"source": "local:fixtures/jepa/jepa-finetuned", "format": "state_dict",
+                        "family": "brain_jepa", "task": "tiny fMRI downstream"},
         },
         "pairs": {"bert-rt": {"pretrained": "bert", "finetuned": "bert-rt"},
                   "bert-self": {"pretrained": "bert", "finetuned": "bert"},  # must align perfectly
-                  "effnet-digits": {"pretrained": "effnet", "finetuned": "effnet-digits"}},
+                  "effnet-digits": {"pretrained": "effnet", "finetuned": "effnet-digits"},
+                  "jepa": {"pretrained": "jepa", "finetuned": "jepa-ft"}},
         "datasets": {"reviews": {"source": "local:fixtures/reviews.csv.bz2", "format": "rotten_tomatoes"},
                      "digits": {"source": "local:fixtures/digits.csv.gz", "format": "mnist_csv"}},
         "finetune": {

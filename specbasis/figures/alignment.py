@@ -16,6 +16,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..alignment import random_cos, random_subspace
+from ..config import MODALITIES
 from ..tables import base_kind
 from . import ffn_rows, rank_bucket
 
@@ -81,7 +82,7 @@ def fig8(table: pd.DataFrame, modality: dict[str, str], max_rank: int = 200) -> 
     columns: modality, rows: side."""
     ffn = ffn_rows(table)
     ffn = ffn[ffn["rank"] <= max_rank].assign(modality=lambda t: t["pair"].map(modality))
-    groups = [m for m in ("vision", "language") if m in set(ffn["modality"])]
+    groups = [m for m in MODALITIES if m in set(ffn["modality"])]
     if not groups:
         raise ValueError("fig8: no FFN matrices in the alignment tables")
     long = measures_long(ffn)
@@ -93,6 +94,40 @@ def fig8(table: pd.DataFrame, modality: dict[str, str], max_rank: int = 200) -> 
         for i, side in enumerate(SIDES):
             _curves(axes[i, j], sub[sub["side"] == side], pairs, f"{group}: {SIDES[side]} vectors",
                     log_x=False, legend=i == 0)
+    return fig
+
+
+BRAIN_MODALITIES = {"eeg": "EEG", "fmri": "fMRI"}
+
+
+def fig7(table: pd.DataFrame, modality: dict[str, str]) -> plt.Figure:
+    """Appendix C: alignment of the EEG and fMRI pairs (LaBraM; BrainLM, Brain-JEPA), one column per
+    modality. Rows: A left and B right singular vectors against rank (FFN matrices, as fig2), C mean
+    matched |cos| of the top-10 vectors by layer (u and v). Without such pairs the page says so."""
+    present = [m for m in BRAIN_MODALITIES if m in modality.values()]
+    ffn = ffn_rows(table[table["pair"].map(modality).isin(present)])
+    if ffn.empty:
+        fig, ax = plt.subplots(figsize=(7, 2.5), layout="constrained")
+        _note(ax, "No EEG or fMRI pairs in this suite (models with modality eeg or fmri: LaBraM, BrainLM, "
+                  "Brain-JEPA; see config/paper.yaml for how to add them), so there is nothing to plot." if not present
+                  else f"No FFN matrices in the {', '.join(BRAIN_MODALITIES[m] for m in present)} pairs.")
+        return fig
+    ffn = ffn.assign(modality=ffn["pair"].map(modality))
+    groups = [m for m in BRAIN_MODALITIES if m in set(ffn["modality"])]
+    long = measures_long(ffn)
+    fig, axes = plt.subplots(3, len(groups), figsize=(5.5 * len(groups), 10), squeeze=False, layout="constrained")
+    for j, group in enumerate(groups):
+        sub = long[long["modality"] == group]
+        pairs = list(dict.fromkeys(sub["pair"]))
+        for i, side in enumerate(SIDES):
+            _curves(axes[i, j], sub[sub["side"] == side], pairs, f"{'AB'[i]}  {BRAIN_MODALITIES[group]}: "
+                    f"{SIDES[side]} vectors", log_x=True, legend=i == 0)
+        top = ffn[(ffn["modality"] == group) & (ffn["rank"] <= 10)]
+        by_layer = top.groupby(["pair", "side", "layer"], as_index=False, sort=False)["cos"].mean()
+        sns.lineplot(data=by_layer, x="layer", y="cos", hue="pair", hue_order=pairs, style="side",
+                     style_order=list(SIDES), markers=True, errorbar=None, ax=axes[2, j])
+        axes[2, j].set(title=f"C  {BRAIN_MODALITIES[group]}: top-10 matched |cos| by layer", xlabel="layer",
+                       ylabel="mean |cos|, ranks 1-10", ylim=(0, 1.02))
     return fig
 
 

@@ -79,7 +79,7 @@ rule cumgrad:
 
 rule generalization:
     input:
-        alignment=pair_tables("alignment"),
+        alignment=expand("results/alignment/{pair}.csv", pair=TESTED_PAIRS),
         metrics=finetune_metrics(),
     output:
         tests="results/generalization.csv",
@@ -87,7 +87,7 @@ rule generalization:
     log:
         "logs/generalization.log",
     params:
-        pairs=pair_finetuned(),
+        pairs=tested_pair_finetuned(),
         accuracy=config_accuracies(),
         alpha=config["generalization"]["alpha"],
     conda:

@@ -34,6 +34,23 @@ rule fig8:
         "../scripts/fig8.py"
 
 
+rule fig7:
+    input:
+        tables=brain_tables(),
+        style=STYLE,
+    output:
+        pdf=report("results/fig7.pdf", caption="../report/fig7.rst", category="Alignment"),
+        png="results/fig7.png",
+    log:
+        "logs/figures/fig7.log",
+    params:
+        modality=pair_modality(),
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig7.py"
+
+
 rule fig10:
     input:
         tables=pair_tables("alignment"),

@@ -1,7 +1,7 @@
 """Figure 8: alignment over ranks 1..200 of the FFN matrices, one line per pair, by modality.
 
 input.tables: results/alignment/{pair}.csv of every pair; input.style: the shared style file.
-params.modality: {pair: 'vision' | 'language'}; params.max_rank: the last rank shown.
+params.modality: {pair: modality (vision, language, eeg, fmri)}; params.max_rank: the last rank shown.
 output.pdf, output.png.
 """
 import matplotlib.pyplot as plt
