@@ -1,0 +1,103 @@
+"""Evaluation of a (maybe edited) classifier on its task's held-out test split, with the statistics
+every intervention point reports: a 95% interval for its accuracy and a paired test against the
+unedited model.
+
+    accuracy interval   Wilson score interval (better than the normal one near 0 and 1 and for small n)
+    paired test         exact McNemar: on the examples that exactly one of the two models gets right,
+                        a two-sided binomial test of "each is as likely to be the one" (p = 0.5);
+                        p = 1 when there are no such examples. Both models must see the same examples
+                        in the same order: keep the `index` of the Evaluation.
+
+`max_examples` takes an evenly spaced subset of the split (positions round(linspace(0, N-1, n))),
+the same every call and spread over the whole split, so subsets of every point stay paired.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+
+from specbasis.data import Part
+from specbasis.train import predict_logits
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    index: np.ndarray    # (n,) positions in the split of the examples evaluated
+    logits: np.ndarray   # (n, C) float32
+    correct: np.ndarray  # (n,) bool: argmax of the logits is the label
+
+    @property
+    def n(self) -> int:
+        return len(self.correct)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean()) if self.n else float("nan")
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        return wilson_interval(int(self.correct.sum()), self.n, level)
+
+
+def subset(n_total: int, max_examples: int | None) -> np.ndarray:
+    """Positions of at most max_examples examples of a split of n_total, evenly spaced; all if None."""
+    if max_examples is None or max_examples >= n_total:
+        return np.arange(n_total)
+    if max_examples < 1:
+        raise ValueError(f"max_examples={max_examples}: must be at least 1 (or None for the whole split)")
+    return np.unique(np.round(np.linspace(0, n_total - 1, max_examples)).astype(np.int64))
+
+
+def evaluate(model: torch.nn.Module, preprocess, part: Part, device, batch_size: int = 128,
+             max_examples: int | None = None) -> Evaluation:
+    """Logits and per-example correctness of the model as it is now (edited or not), in eval mode.
+
+    The model must already be on `device`; inputs are moved there batch by batch (train.predict_logits)."""
+    if len(part) == 0:
+        raise ValueError("evaluate: the split is empty; an accuracy of nothing is undefined")
+    index = subset(len(part), max_examples)
+    chosen = part.take(index) if len(index) < len(part) else part
+    logits = predict_logits(model, preprocess, chosen.x, torch.device(device), batch_size).numpy()  # (n, C)
+    return Evaluation(index, logits, logits.argmax(1) == chosen.y)
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n: center (p + z²/2n)/(1 + z²/n), half-width
+    z sqrt(p(1-p)/n + z²/4n²)/(1 + z²/n), z the two-sided normal quantile of `level`."""
+    if not (0 <= k <= n) or n < 1:
+        raise ValueError(f"wilson_interval: need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    if not 0 < level < 1:
+        raise ValueError(f"wilson_interval: level {level} must be in (0, 1)")
+    z = stats.norm.ppf(0.5 + level / 2)
+    p = k / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, float(center - half)), min(1.0, float(center + half))
+
+
+def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
+    """Two-sided exact McNemar p-value of two models' per-example correctness on the same examples."""
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"mcnemar_exact: correctness arrays of shapes {a.shape} and {b.shape}; they must be "
+                         f"1-D, one entry per example, the same examples in the same order")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    if only_a + only_b == 0:
+        return 1.0
+    return float(stats.binomtest(only_a, only_a + only_b, 0.5, alternative="two-sided").pvalue)
+
+
+def compare(base: Evaluation, edited: Evaluation, level: float = 0.95) -> dict:
+    """One point of a sweep against the unedited model: accuracy, its interval, the paired test."""
+    if not np.array_equal(base.index, edited.index):
+        raise ValueError(f"compare: the evaluations are of different examples ({base.n} vs {edited.n}); "
+                         f"evaluate both with the same split and max_examples")
+    lo, hi = edited.interval(level)
+    return {"n": edited.n, "accuracy": edited.accuracy, "ci_low": lo, "ci_high": hi,
+            "base_accuracy": base.accuracy, "delta": edited.accuracy - base.accuracy,
+            "only_base_correct": int((base.correct & ~edited.correct).sum()),
+            "only_edited_correct": int((~base.correct & edited.correct).sum()),
+            "p_mcnemar": mcnemar_exact(base.correct, edited.correct)}
