@@ -10,6 +10,7 @@ $PIP install -q --upgrade pip
 # torch first and alone: with 2.13.0 installed, nothing below can pull another torch build.
 $PIP install -q torch==2.13.0
 $PIP install -q -r requirements.txt -c constraints.txt
+$PIP install -q --no-deps braindecode -c constraints.txt  # its torchaudio is CUDA-only here: see requirements.txt
 $PIP install -q --no-deps --no-build-isolation -e .
 # Activate the guarded torchvision fix at interpreter start-up (a no-op where torchvision's
 # compiled ops load). The hook imports nothing until torchvision itself is imported.

@@ -6,7 +6,12 @@ dropped before the next is read, so peak memory stays a small fraction of the ch
 
 Which file: `*.safetensors` (a sharded model through `model.safetensors.index.json`), else
 `pytorch_model.bin` / `*.bin` (sharded through `pytorch_model.bin.index.json`), else `*.pth` / `*.pt`.
-Trainer leftovers (training_args.bin, optimizer.pt, ...) are never taken for weights.
+Trainer leftovers (training_args.bin, optimizer.pt, ...) are never taken for weights. A torch file
+may be a training checkpoint that nests the state dict under a key: which keys, in which order, depends
+on the family (`namemaps.checkpoint_keys`: Brain-JEPA's `target_encoder`, then the generic `state_dict`,
+`model`, `model_state_dict`); its other entries (optimizer, epoch, args, ...) are ignored.
+`load_state_dict` reads one such file whole, to turn a brain model's training checkpoint into
+model.safetensors.
 
 Why reopen: a memory map keeps every page it has read resident, and those pages count in the
 process's RSS until the map is closed. So safetensors files are opened with `safe_open` for each
@@ -22,6 +27,7 @@ Layout of the output (format_version 1):
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
 import ctypes.util
 import functools
@@ -34,7 +40,8 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from .namemaps import MatrixSpec, load_matrix, map_names, sort_key
+from .namemaps import (CHECKPOINT_KEYS, FAMILIES, MatrixSpec, UnknownFamilyError, checkpoint_keys, load_matrix,
+                       map_names, sort_key)
 from .store import atomic_path
 
 log = logging.getLogger(__name__)
@@ -45,6 +52,11 @@ REOPEN_BYTES = 64 << 20  # torch files: bytes read through one memory map before
 BLOCK_BYTES = 4 << 20    # rows of a matrix converted and written at a time
 # Files a training run leaves next to the weights that are not weights.
 NOT_WEIGHTS = {"training_args.bin", "optimizer.pt", "optimizer.bin", "scheduler.pt", "scaler.pt"}
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".pth.tar")  # .pth.tar: Brain-JEPA's (I-JEPA's) save_checkpoint
+# Classes a weights-only torch.load may rebuild besides tensors and containers: training scripts save their
+# command line next to the weights (LaBraM's utils.save_model, MAE's misc.save_model that Brain-JEPA's
+# fine-tuning copies: 'args', an argparse.Namespace, which holds plain values and runs no code when rebuilt).
+SAFE_GLOBALS = [argparse.Namespace]
 
 
 # ------------------------------------------------------------------------------- the checkpoint
@@ -64,29 +76,35 @@ class _SafetensorsFile:
             return f.get_tensor(name)
 
 
-class _TorchFile:
-    """One torch.save file (.bin/.pth/.pt), memory-mapped and reopened every REOPEN_BYTES read."""
-
-    def __init__(self, path: Path):
-        self.path, self.mapped, self._read = path, True, 0
-        self._state: dict[str, torch.Tensor] | None = self._load()
-        self.shapes = {k: tuple(t.shape) for k, t in self._state.items()}
-
-    def _load(self) -> dict[str, torch.Tensor]:
+def _torch_load(path: Path) -> tuple[object, bool]:
+    """Whatever torch.save wrote to `path`, read weights-only, memory-mapped where its format allows.
+    Returns (object, mapped)."""
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
         try:
-            obj = torch.load(self.path, mmap=True, weights_only=True, map_location="cpu")
+            return torch.load(path, mmap=True, weights_only=True, map_location="cpu"), True
         except RuntimeError as e:
             if "zip" not in str(e).lower():
                 raise
             log.warning("%s is in torch's legacy (pre-1.6) format, which cannot be memory-mapped: reading it "
                         "whole (%d bytes); re-save it with torch.save to extract it in less memory",
-                        self.path, self.path.stat().st_size)
-            self.mapped = False
-            obj = torch.load(self.path, weights_only=True, map_location="cpu")
+                        path, path.stat().st_size)
+            return torch.load(path, weights_only=True, map_location="cpu"), False
         except Exception as e:  # weights_only refuses arbitrary pickles
-            raise ValueError(f"{self.path}: cannot read it as a weights-only torch checkpoint ({e}); re-save the "
+            raise ValueError(f"{path}: cannot read it as a weights-only torch checkpoint ({e}); re-save the "
                              f"model with torch.save(model.state_dict(), path)") from e
-        return _state_dict(obj, self.path)
+
+
+class _TorchFile:
+    """One torch.save file (.bin/.pth/.pt), memory-mapped and reopened every REOPEN_BYTES read."""
+
+    def __init__(self, path: Path, family: str | None = None):
+        self.path, self.family, self.mapped, self._read = path, family, True, 0
+        self._state: dict[str, torch.Tensor] | None = self._load()
+        self.shapes = {k: tuple(t.shape) for k, t in self._state.items()}
+
+    def _load(self) -> dict[str, torch.Tensor]:
+        obj, self.mapped = _torch_load(self.path)
+        return _state_dict(obj, self.path, self.family)
 
     def get(self, name: str) -> torch.Tensor:
         if self.mapped and self._read > REOPEN_BYTES:
@@ -98,31 +116,71 @@ class _TorchFile:
         return t
 
 
-def _state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a torch checkpoint: a state dict, or one nested under 'state_dict'/'model'."""
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
+def _listed(keys, limit: int = 12) -> str:
+    names = [repr(k) for k in keys]
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _state_dict(obj, path: Path, family: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a torch checkpoint: a state dict, or the one nested under the first of
+    `checkpoint_keys(family)` that holds a dict. Entries that are not tensors are left out."""
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: holds a {type(obj).__name__}, not a state dict (name -> tensor); save "
                          f"model.state_dict() instead of the model")
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise ValueError(f"{path}: no tensors in it (keys: {', '.join(map(str, list(obj)[:8]))})")
-    return tensors
+    keys = checkpoint_keys(family)
+    found = next((k for k in keys if isinstance(obj.get(k), dict)), None)
+    state = obj[found] if found is not None else obj
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if tensors:
+        return tensors
+    where = f"under {found!r} (its keys: {_listed(state) or 'none'})" if found is not None else "at its top level"
+    nested = [k for k, v in obj.items() if isinstance(v, dict)]
+    own = "; ".join(f"{f}: {', '.join(k)}" for f, k in CHECKPOINT_KEYS.items())
+    raise ValueError(f"{path}: no state dict found: no tensors {where}; its keys: {_listed(obj) or 'none'}, of "
+                     f"which dicts: {_listed(nested) or 'none'}. For family {family or '(none given)'} the state "
+                     f"dict is looked for at the top level or under {', '.join(keys)} (families with keys of "
+                     f"their own: {own}); is the family right?")
+
+
+def load_state_dict(path: Path, family: str) -> dict[str, torch.Tensor]:
+    """The flat tensors of one checkpoint file (.safetensors, or torch's .pth/.pt/.bin), by name.
+
+    A torch file is unnested as `family`'s checkpoints nest it (`namemaps.checkpoint_keys`: Brain-JEPA's
+    target_encoder, LaBraM's model, then state_dict/model/model_state_dict) and its other entries
+    (optimizer, epoch, args, ...) are left out. Names are kept as stored: prefixes such as DDP's `module.`
+    or LaBraM's `student.` are for the name maps. The tensors of a torch file are views of a memory map
+    where its format allows."""
+    path = Path(path)
+    if family not in FAMILIES:
+        raise UnknownFamilyError(f"unknown architecture family {family!r}; known families: "
+                                 f"{', '.join(sorted(FAMILIES))}")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        tensors = load_file(path)
+        if not tensors:
+            raise ValueError(f"{path}: no tensors in it")
+        return tensors
+    if not path.name.endswith(TORCH_SUFFIXES):
+        raise ValueError(f"{path}: not a checkpoint file name; expected .safetensors or one of "
+                         f"{', '.join(TORCH_SUFFIXES)}")
+    obj, _ = _torch_load(path)
+    return _state_dict(obj, path, family)
 
 
 class Checkpoint:
-    """All tensors of one model's checkpoint (one file or shards), by name, read lazily."""
+    """All tensors of one model's checkpoint (one file or shards), by name, read lazily. `family` says
+    where a torch training checkpoint nests its state dict (`namemaps.checkpoint_keys`)."""
 
-    def __init__(self, files: list[Path]):
+    def __init__(self, files: list[Path], family: str | None = None):
         assert files, "a checkpoint has at least one file"
         self.files = files
         self._owner: dict[str, _SafetensorsFile | _TorchFile] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         for path in files:
-            reader = _SafetensorsFile(path) if path.suffix == ".safetensors" else _TorchFile(path)
+            reader = _SafetensorsFile(path) if path.suffix == ".safetensors" else _TorchFile(path, family)
             for name, shape in reader.shapes.items():
                 if name in self.shapes:
                     raise ValueError(f"tensor {name} is in two checkpoint files: "
@@ -248,7 +306,7 @@ def write_matrices(out_path: Path, specs: Iterable[MatrixSpec], get: Callable[[s
 def extract_weights(model_dir: Path, family: str, out_path: Path) -> dict:
     """Every weight matrix of the checkpoint in model_dir -> out_path (HDF5). Returns a summary."""
     start = time.perf_counter()
-    checkpoint = Checkpoint(find_checkpoint(model_dir))
+    checkpoint = Checkpoint(find_checkpoint(model_dir), family)
     specs = map_names(family, checkpoint.shapes, _config(model_dir))
     used = {name for s in specs for name in s.sources}
     skipped = sorted(set(checkpoint.shapes) - used)

@@ -53,7 +53,26 @@ Prefixes: each family's names are matched after any leading module prefix, so Be
 give the same ids. All matched names of one checkpoint must share one prefix.
 
 Skipped: biases, norms, embeddings, heads/poolers/classifiers, relative-position projections,
-depthwise convs, SE, stems, downsampling and anything else that is none of the kinds.
+depthwise convs, SE, stems, downsampling and anything else that is none of the kinds. Also skipped:
+the decoder of a masked autoencoder (`vit_mae`: ViTMAEForPreTraining's and BrainLM's `decoder.*`), which
+is thrown away after pretraining; its layers never count as a second model under the one-prefix rule.
+
+Brain-signal foundation models (families named after the model; layouts as their checkpoints hold them):
+  - vit_mae     transformers' ViTMAE (ViTMAEModel, ViTMAEForPreTraining with the encoder under `vit.`, a
+                ViTForImageClassification loaded from it) and BrainLM, whose released checkpoints are a copy of
+                it. Three spellings of one layer, all accepted: on disk, as hub checkpoints, BrainLM and
+                transformers' own save_pretrained write them, `encoder.layer.N.attention.attention.{query,key,
+                value}`, `attention.output.dense`, `intermediate.dense`, `output.dense`; BrainLM's Nystromformer
+                encoder has `attention.self.{query,key,value}` (transformers' NystromformerLayer); in memory,
+                transformers >= 5 renames them on load to `layers.N.attention.{q,k,v,o}_proj`, `mlp.fc1/fc2`.
+  - labram      LaBraM (github 935963004/LaBraM, BEiT-v2 blocks): `blocks.N.attn.qkv` (fused [q; k; v], no
+                bias: `attn.q_bias`/`attn.v_bias` apart), `attn.proj`, `mlp.fc1/fc2`; a pretraining checkpoint
+                has them under `student.`. braindecode's Labram: the same, except its MLP is a Sequential,
+                `mlp.0` / `mlp.2`.
+  - brain_jepa  Brain-JEPA: timm ViT blocks, the `vit` names, under DDP's `module.`.
+
+Training checkpoints (one torch.save'd dict) keep the weights under a key: `CHECKPOINT_KEYS` says where,
+per family, before the generic `state_dict`, `model`, `model_state_dict` (see `checkpoint_keys`).
 
 Adding an architecture: write a `map_<family>(shapes, config)` function below (usually one name
 table and a call to `_map_table`), register it in `FAMILIES`, and test it against a tiny random
@@ -549,6 +568,78 @@ def map_efficientnet_lite(shapes, config=None):
     return _assemble("efficientnet_lite", hits, _EFFICIENTNET, lambda hit: ("ffn_out",))
 
 
+# --------------------------------------------------------------------- brain-signal models
+
+_VIT_MAE = {  # transformers ViTMAE / ViT, three spellings of one layer (module docstring)
+    **_BERT,  # BrainLM's Nystromformer encoder: NystromformerLayer has BERT's names (`attention.self`)
+    **{f"encoder.layer.{{layer}}.attention.attention.{n}.weight": [(f"attn_{n[0]}", "none")]
+       for n in ("query", "key", "value")},  # on disk: hub, BrainLM, save_pretrained (transformers < 5 names)
+    **{f"layers.{{layer}}.attention.{p}_proj.weight": [(f"attn_{p}", "none")] for p in "qkvo"},  # in memory, >= 5
+    "layers.{layer}.mlp.fc1.weight": [("ffn_in", "none")],
+    "layers.{layer}.mlp.fc2.weight": [("ffn_out", "none")],
+}
+
+
+def map_vit_mae(shapes, config=None):
+    """The encoder only: every tensor with a `decoder` component (the MAE decoder) is left out first."""
+    encoder = {k: v for k, v in shapes.items() if "decoder" not in k.split(".")}
+    return _map_table("vit_mae", encoder, _VIT_MAE)
+
+
+# How the original LaBraM layout was checked: github 935963004/LaBraM read through the code-search index
+# (stored versions of the files below, 2024-25), nothing run:
+#   modeling_finetune.py  Attention: `self.qkv = nn.Linear(dim, all_head_dim * 3, bias=False)`, with
+#       `q_bias`/`v_bias` Parameters when qkv_bias, `self.proj`; forward F.linear(x, qkv.weight,
+#       cat(q_bias, 0, v_bias)).reshape(B, N, 3, heads, -1): contiguous thirds [q; k; v]. Block: norm1,
+#       attn, norm2, `mlp` = Mlp(fc1, fc2), gamma_1/gamma_2; NeuralTransformer: `self.blocks` (ModuleList),
+#       `head`. Also q_norm/k_norm LayerNorms (labram_*_patch200_200 pass qk_norm).
+#   modeling_pretrain.py  NeuralTransformerForMEM: `self.student` (NeuralTransformerForMaskedEEGModeling:
+#       the same Blocks as `blocks`, plus `norm`, `lm_head`), `self.lm_head`, `self.projection_head`
+#       (Linear, ReLU); labram_*_1600_8k_vocab build it with qkv_bias=False. No teacher, no EMA copy: the
+#       only blocks of a pretraining checkpoint are `student.blocks.N`; `lm_head`, `student.lm_head` and
+#       `projection_head` are none of the kinds, so they do not trip the one-prefix check.
+#   utils.py save_model (run_labram_pretraining.py and run_class_finetuning.py call it): torch.save of
+#       {'model': model_without_ddp.state_dict(), 'optimizer', 'epoch', 'args' (an argparse.Namespace),
+#       'scaler', and 'model_ema' when --model_ema}; the tokenizer (VQNSP) is a separate model, not saved.
+#   run_class_finetuning.py (README: --finetune ./checkpoints/labram-base.pth, the released weights) takes
+#       the file's 'model' (model_key 'model|module') and keeps the keys that start with 'student.', stripped:
+#       the released file nests `student.blocks.N` under 'model'; a fine-tuned one has `blocks.N` there.
+_LABRAM = {
+    **_VIT,  # the original: timm's (BEiT's) names; timm's Beit is the test's stand-in
+    "blocks.{layer}.mlp.0.weight": [("ffn_in", "none")],   # braindecode's Labram: MLP = Sequential(Linear,
+    "blocks.{layer}.mlp.2.weight": [("ffn_out", "none")],  # GELU, Linear, Dropout)
+}
+
+
+def map_labram(shapes, config=None):
+    return _map_table("labram", shapes, _LABRAM)
+
+
+def map_brain_jepa(shapes, config=None):
+    """Brain-JEPA's VisionTransformer (src/models/vision_transformer.py, after I-JEPA) names its blocks as
+    timm does; the prefix (`module.` from DDP, `encoder.` in a fine-tuned classifier) is the usual one."""
+    return _map_table("brain_jepa", shapes, _VIT)
+
+
+# Where a torch.save'd training checkpoint keeps the weights to analyse: tried in this order, then the
+# generic keys. Brain-JEPA (src/train.py save_checkpoint) saves encoder, predictor and target_encoder, plus
+# opt, scaler, epoch, loss, ...: target_encoder first, the EMA copy of the encoder, which is what Brain-JEPA's
+# own fine-tuning starts from (downstream_tasks/main_finetune.py loads checkpoint['target_encoder'], as
+# I-JEPA evaluates its target encoder); `encoder` (the online one) when a file has only that. LaBraM:
+# save_model's 'model' (not 'model_ema').
+CHECKPOINT_KEYS: dict[str, tuple[str, ...]] = {
+    "brain_jepa": ("target_encoder", "encoder"),
+    "labram": ("model",),
+}
+GENERIC_CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict")
+
+
+def checkpoint_keys(family: str | None) -> tuple[str, ...]:
+    """The keys under which a checkpoint of `family` may nest its state dict, in order of preference."""
+    keys = CHECKPOINT_KEYS.get(family or "", ()) + GENERIC_CHECKPOINT_KEYS
+    return tuple(dict.fromkeys(keys))
+
+
 FAMILIES: dict[str, Callable[..., list[MatrixSpec]]] = {
     "bert": map_bert,
     "roberta": map_roberta,
@@ -566,7 +657,11 @@ FAMILIES: dict[str, Callable[..., list[MatrixSpec]]] = {
     "vit": map_vit,
     "swin": map_swin,
     "efficientnet_lite": map_efficientnet_lite,
+    "vit_mae": map_vit_mae,
+    "labram": map_labram,
+    "brain_jepa": map_brain_jepa,
 }
+assert set(CHECKPOINT_KEYS) <= set(FAMILIES), f"CHECKPOINT_KEYS: unknown {set(CHECKPOINT_KEYS) - set(FAMILIES)}"
 
 
 class UnknownFamilyError(KeyError, ValueError):

@@ -3,6 +3,7 @@ torch.save .bin/.pth), extracted, read back and compared with the state dict aft
 failures leave nothing behind and name what broke."""
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -12,10 +13,10 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from test_namemaps import built, case  # tiny models of the libraries' own classes
+from test_namemaps import built, case, labram_pretraining_model, layers  # tiny models of the libraries' classes
 
 from specbasis import extract
-from specbasis.extract import extract_weights, find_checkpoint, list_ids, read_weights
+from specbasis.extract import extract_weights, find_checkpoint, list_ids, load_state_dict, read_weights
 from specbasis.namemaps import load_matrix, map_names, sort_key
 
 
@@ -232,3 +233,107 @@ def test_find_checkpoint(tmp_path, names, found):
             find_checkpoint(tmp_path)
     else:
         assert [p.name for p in find_checkpoint(tmp_path)] == found
+
+
+# ------------------------------------------------------------ brain models' training checkpoints
+
+def brain_jepa_checkpoint() -> tuple[dict, dict]:
+    """(checkpoint, the target encoder's state). Brain-JEPA's save_checkpoint (src/train.py, after I-JEPA)
+    saves encoder, predictor and target_encoder, each DDP-wrapped (`module.`), beside opt, scaler, epoch, ..."""
+    target = {"module." + k: v for k, v in state_of("brain_jepa", classifier=False).items()}
+    encoder = {k: torch.randn_like(v) for k, v in target.items()}  # the online encoder: other values
+    predictor = {"module.predictor_embed.weight": torch.randn(16, 32),
+                 "module.predictor_blocks.0.attn.qkv.weight": torch.randn(48, 16)}
+    ckpt = {"encoder": encoder, "predictor": predictor, "target_encoder": target,
+            "opt": {"state": {}, "param_groups": [{"lr": 1e-3, "params": [0, 1]}]}, "scaler": None,
+            "epoch": 3, "loss": 0.25, "batch_size": 8, "world_size": 1, "lr": 1e-3}
+    return ckpt, target
+
+
+def labram_checkpoint() -> tuple[dict, dict]:
+    """LaBraM's utils.save_model after pretraining: the NeuralTransformerForMEM state under 'model' (the
+    encoder as `student.`), with the optimizer, the epoch, the command line as an argparse.Namespace."""
+    state = {k: v.clone() for k, v in labram_pretraining_model().state_dict().items()}
+    ckpt = {"model": state, "optimizer": {"state": {}, "param_groups": [{"lr": 5e-4, "params": [0]}]},
+            "epoch": 49, "args": argparse.Namespace(model="labram_base_patch200_1600_8k_vocab", lr=5e-4),
+            "scaler": {"scale": 65536.0, "growth_factor": 2.0}}
+    return ckpt, state
+
+
+def test_brain_jepa_checkpoint_gives_the_target_encoder(tmp_path):
+    ckpt, target = brain_jepa_checkpoint()
+    torch.save(ckpt, tmp_path / "jepa-ep300.pth.tar")  # the name Brain-JEPA gives its checkpoints
+    state = load_state_dict(tmp_path / "jepa-ep300.pth.tar", "brain_jepa")
+    assert state.keys() == target.keys() and all(torch.equal(state[k], target[k]) for k in target)
+    specs = map_names("brain_jepa", {k: tuple(v.shape) for k, v in state.items()})
+    assert {s.id: s.shape for s in specs} == layers(2, 32, 128)
+    assert all(s.sources[0].startswith("module.blocks.") for s in specs)
+
+    del ckpt["target_encoder"]  # a checkpoint with the online encoder only
+    torch.save(ckpt, tmp_path / "encoder.pth")
+    state = load_state_dict(tmp_path / "encoder.pth", "brain_jepa")
+    assert all(torch.equal(state[k], ckpt["encoder"][k]) for k in target)
+
+
+def test_extract_weights_unnests_a_brain_jepa_checkpoint(tmp_path):
+    ckpt, target = brain_jepa_checkpoint()
+    (tmp_path / "model").mkdir()
+    torch.save(ckpt, tmp_path / "model/checkpoint.pth")
+    summary = extract_weights(tmp_path / "model", "brain_jepa", tmp_path / "w.h5")
+    got, expected = read_weights(tmp_path / "w.h5"), expected_matrices(target, "brain_jepa", None)
+    assert summary["ids"] == sorted(layers(2, 32, 128), key=sort_key) and sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+    assert not any(n.startswith("module.predictor") for n in summary["skipped"])  # not even read
+
+
+def test_labram_pretraining_checkpoint_with_its_args(tmp_path):
+    ckpt, state = labram_checkpoint()
+    (tmp_path / "model").mkdir()
+    torch.save(ckpt, tmp_path / "model/labram-base.pth")
+    assert load_state_dict(tmp_path / "model/labram-base.pth", "labram").keys() == state.keys()
+    summary = extract_weights(tmp_path / "model", "labram", tmp_path / "w.h5")
+    got, expected = read_weights(tmp_path / "w.h5"), expected_matrices(state, "labram", None)
+    assert sorted(got) == sorted(layers(2, 32, 128)) == sorted(expected)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+    with h5py.File(tmp_path / "w.h5") as f:
+        assert json.loads(f["00.attn_k"].attrs["source"]) == ["student.blocks.0.attn.qkv.weight"]
+        np.testing.assert_array_equal(f["00.attn_k"][()], state["student.blocks.0.attn.qkv.weight"][32:64].numpy())
+    assert {"lm_head.weight", "projection_head.0.weight", "student.lm_head.weight"} <= set(summary["skipped"])
+
+
+def test_load_state_dict_of_a_safetensors_file_and_a_flat_state_dict(tmp_path):
+    state = state_of("labram")
+    save_file(state, str(tmp_path / "model.safetensors"))
+    got = load_state_dict(tmp_path / "model.safetensors", "labram")
+    assert got.keys() == state.keys() and all(torch.equal(got[k], state[k]) for k in state)
+    torch.save(state, tmp_path / "flat.pt")
+    assert load_state_dict(tmp_path / "flat.pt", "labram").keys() == state.keys()
+
+
+def test_load_state_dict_says_what_it_found_when_there_is_no_state_dict(tmp_path):
+    ckpt, _ = brain_jepa_checkpoint()
+    path = tmp_path / "jepa.pth"
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError) as err:  # the wrong family: vit has no keys of its own
+        load_state_dict(path, "vit")
+    message = str(err.value)
+    for part in (str(path), "no state dict found", "'target_encoder'", "'predictor'", "'epoch'",
+                 "state_dict, model, model_state_dict", "brain_jepa: target_encoder, encoder", "is the family right"):
+        assert part in message, part
+    torch.save({"model": {"epoch": 3}}, tmp_path / "empty.pth")
+    empty = r"empty.pth: no state dict found: no tensors under 'model' \(its keys: 'epoch'\)"
+    with pytest.raises(ValueError, match=empty):
+        load_state_dict(tmp_path / "empty.pth", "labram")
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="list.pt: holds a list, not a state dict"):
+        load_state_dict(tmp_path / "list.pt", "labram")
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_state_dict(tmp_path / "missing.pth", "labram")
+    (tmp_path / "weights.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="weights.npz: not a checkpoint file name"):
+        load_state_dict(tmp_path / "weights.npz", "labram")
+    with pytest.raises(KeyError, match="unknown architecture family 'labrum'"):
+        load_state_dict(path, "labrum")
+

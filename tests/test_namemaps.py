@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
+import tempfile
+import types
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Callable
@@ -77,6 +80,82 @@ def efficientnet_expected(model) -> dict:
     return out
 
 
+# ------------------------------------------------------------------ brain-signal model builders
+
+def braindecode_labram_class() -> type:
+    """braindecode's Labram class.
+
+    `import braindecode` imports torchaudio (braindecode/modules/filter.py and four model modules, at
+    import time), but the index has only CUDA builds of torchaudio (2.11.1+cu132, whose _torchaudio.so
+    needs libc10_cuda.so) and the environment's torch is the CPU 2.13.0, so setup.sh installs braindecode
+    --no-deps and no torchaudio. When torchaudio does not import, a stand-in is put in sys.modules for
+    braindecode's import only: every name in it is a module class that raises when built, and Labram never
+    builds one. The Labram class itself is braindecode's own, unchanged."""
+    try:
+        import torchaudio  # noqa: F401
+    except (ImportError, OSError):
+        return _import_with_torchaudio_stand_in()
+    from braindecode.models import Labram
+    return Labram
+
+
+def _torchaudio_stand_in() -> dict[str, types.ModuleType]:
+    def names(module: str):
+        def get(name: str):
+            if name.startswith("__"):  # inspect and pickle probe dunders: no stand-ins for those
+                raise AttributeError(name)
+
+            def refuse(self, *args, **kwargs):
+                raise RuntimeError(f"{module}.{name} is a stand-in (torchaudio is not installed)")
+            return type(name, (torch.nn.Module,), {"__init__": refuse})
+        return get
+
+    modules = {}
+    for name in ("torchaudio", "torchaudio.functional", "torchaudio.transforms"):
+        modules[name] = types.ModuleType(name)
+        modules[name].__getattr__ = names(name)
+    modules["torchaudio"].functional = modules["torchaudio.functional"]
+    modules["torchaudio"].transforms = modules["torchaudio.transforms"]
+    return modules
+
+
+@functools.cache
+def _import_with_torchaudio_stand_in() -> type:
+    stand_in = _torchaudio_stand_in()
+    sys.modules.update(stand_in)
+    try:
+        from braindecode.models import Labram
+    finally:  # only the stand-ins leave sys.modules again; braindecode keeps its references to them
+        for name in stand_in:
+            sys.modules.pop(name, None)
+    return Labram
+
+
+def vit_mae(classifier: bool, config: T.ViTMAEConfig) -> torch.nn.Module:
+    """ViTMAEModel, or a ViTForImageClassification loaded from it (the MAE fine-tuning recipe)."""
+    mae = T.ViTMAEModel(config)
+    if not classifier:
+        return mae
+    with tempfile.TemporaryDirectory() as d:
+        mae.save_pretrained(d)
+        return T.ViTForImageClassification.from_pretrained(d, num_labels=10)
+
+
+MAE = T.ViTMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, image_size=16,
+                     patch_size=8, decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+                     decoder_intermediate_size=24)
+# BrainLM's Nystromformer encoder is transformers' NystromformerLayer: tested on NystromformerModel's layers
+NYSTROM = T.NystromformerConfig(**TEXT, segment_means_seq_len=8, num_landmarks=4)
+EEG = dict(n_times=64, n_chans=4, patch_size=32, conv_out_channels=8, num_layers=2, num_heads=2, mlp_ratio=2,
+           qkv_bias=True)  # embed_dim = 8 conv channels x 4 steps = 32
+
+
+def labram_inputs() -> dict:
+    from braindecode.models.labram import LABRAM_CHANNEL_ORDER
+
+    return {"x": torch.randn(2, 4, 64), "ch_names": LABRAM_CHANNEL_ORDER[:4]}
+
+
 # ---------------------------------------------------------------------------------- the cases
 
 @dataclass(frozen=True)
@@ -137,6 +216,20 @@ CASES = [
     tm("swin", "swin_tiny_patch4_window7_224", lambda m: hierarchical_expected((16, 32), (1, 2), True), 56,
        depths=(1, 2), embed_dim=16, num_heads=(2, 4), img_size=56),
     tm("efficientnet_lite", "efficientnet_lite0", efficientnet_expected, 64),
+    Case("vit_mae", lambda cls: vit_mae(cls, MAE), lambda m: layers(2, 32, 48),
+         lambda: {"pixel_values": torch.randn(2, 3, 16, 16)}),
+    Case("vit_mae", lambda cls: (T.NystromformerForSequenceClassification if cls else T.NystromformerModel)(NYSTROM),
+         lambda m: layers(2, 32, 48), lambda: {"input_ids": torch.randint(3, 90, (2, 8))}),
+    Case("labram", lambda cls: braindecode_labram_class()(**EEG, n_outputs=3 if cls else 0),
+         lambda m: layers(2, 32, 64), labram_inputs),
+    # the original LaBraM's blocks (modeling_finetune.Block, "based on BEiT-v2") are timm's Beit blocks, names
+    # and all: qkv without bias, q_bias/v_bias apart, proj, mlp.fc1/fc2, gamma_1/gamma_2
+    tm("labram", "beit_base_patch16_224", lambda m: layers(2, 32, 128), 16,
+       img_size=16, patch_size=8, embed_dim=32, depth=2, num_heads=2, use_rel_pos_bias=False, use_abs_pos_emb=True),
+    # Brain-JEPA's VisionTransformer (after I-JEPA) names its blocks as timm's VisionTransformer does
+    Case("brain_jepa", lambda cls: timm.models.vision_transformer.VisionTransformer(
+        img_size=16, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10 if cls else 0),
+        lambda m: layers(2, 32, 128), lambda: {"x": torch.randn(2, 3, 16, 16)}),
 ]
 IDS = [f"{c.family}-{i}" for i, c in enumerate(CASES)]
 
@@ -319,14 +412,44 @@ def case(family: str) -> int:
     return next(j for j, c in enumerate(CASES) if c.family == family)
 
 
-def check_vit():
-    i = case("vit")
+def cases_of(family: str) -> list[int]:
+    return [j for j, c in enumerate(CASES) if c.family == family]
+
+
+def check_vit(family: str = "vit"):
+    i = case(family)
     attn = built(i, False).blocks[0].attn
     x = torch.randn(2, 5, 32)
     p = qkv_o(i)
     ref = project(attend(project(x, p["attn_q"]), project(x, p["attn_k"]), project(x, p["attn_v"]),
                          attn.num_heads), p["attn_o"])
     return attn(x), ref
+
+
+def check_labram():
+    """LaBraM: q, k, v thirds of a bias-free qkv, with q_bias and v_bias apart. braindecode's Labram also
+    normalizes q and k per head (q_norm, k_norm); the original's blocks are timm's Beit blocks."""
+    got, ref = [], []
+    for i in cases_of("labram"):
+        attn = built(i, False).blocks[0].attn
+        with torch.no_grad():  # random (they start at zero) so that they are tested too
+            attn.q_bias.normal_()
+            attn.v_bias.normal_()
+        x = torch.randn(2, 5, 32)
+        p = qkv_o(i)
+        assert all(p[f"attn_{n}"][1] == 0 for n in "qkv")  # no qkv.bias: the biases are apart
+        q, k, v = (x @ p[f"attn_{n}"][0].T for n in "qkv")
+        q, v = q + attn.q_bias, v + attn.v_bias
+        if getattr(attn, "q_norm", None) is not None:  # braindecode: LayerNorm of each head's q and k
+            B, L, D = q.shape
+            heads = attn.num_heads
+
+            def per_head(t, norm):
+                return norm(t.reshape(B, L, heads, D // heads)).reshape(B, L, D)
+            q, k = per_head(q, attn.q_norm), per_head(k, attn.k_norm)
+        got.append(attn(x))
+        ref.append(project(attend(q, k, v, attn.num_heads), p["attn_o"]))
+    return torch.cat([g.flatten() for g in got]), torch.cat([r.flatten() for r in ref])
 
 
 def check_swin():
@@ -400,7 +523,8 @@ def check_xlnet():
     return torch.cat([g.flatten() for g in got]), torch.cat([r.flatten() for r in ref])
 
 
-FUSED = {"vit": check_vit, "swin": check_swin, "gpt2": check_gpt2, "deberta": check_deberta, "xlnet": check_xlnet}
+FUSED = {"vit": check_vit, "swin": check_swin, "gpt2": check_gpt2, "deberta": check_deberta, "xlnet": check_xlnet,
+         "labram": check_labram, "brain_jepa": functools.partial(check_vit, "brain_jepa")}
 
 
 @pytest.mark.parametrize("family", FUSED)
@@ -413,6 +537,75 @@ def test_fused_and_odd_layouts_reproduce_the_module(family):
 def test_every_non_plain_transform_is_checked_numerically():
     odd = {c.family for i, c in enumerate(CASES) if any(s.transform not in PLAIN for s in specs_of(i))}
     assert odd == set(FUSED)
+
+
+@pytest.mark.parametrize("i", cases_of("labram") + cases_of("brain_jepa"), ids=lambda i: IDS[i])
+def test_fused_qkv_gives_its_thirds(i):
+    """load_matrix returns exactly the q, k, v thirds of the fused (3*d, d) qkv."""
+    state = built(i, False).state_dict()
+    fused = [s for s in specs_of(i) if parse_id(s.id)["kind"] in ("attn_q", "attn_k", "attn_v")]
+    assert len(fused) == 3 * 2
+    for s in fused:
+        W = state[s.sources[0]]  # (3*32, 32), rows [q; k; v]
+        assert s.sources[0].endswith(".attn.qkv.weight") and W.shape == (96, 32)
+        third = "qkv".index(parse_id(s.id)["kind"][-1])
+        assert torch.equal(load_matrix(s, state.__getitem__), W[32 * third:32 * (third + 1)])
+
+
+def test_vit_mae_reads_the_names_on_disk_and_leaves_the_decoder_out(tmp_path):
+    """ViTMAEForPreTraining: in memory transformers 5 names its layers `vit.layers.N...`; save_pretrained
+    writes them back as `vit.encoder.layer.N.attention.attention.query...` (the names of hub checkpoints
+    and of BrainLM's). Both give the same ids and matrices; the decoder (`decoder.*`, a second stack of
+    layers, thrown away after pretraining) is in none of the specs and does not count as a second prefix."""
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    model = T.ViTMAEForPreTraining(MAE).eval()
+    state = model.state_dict()
+    model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        disk = {k: f.get_tensor(k) for k in f.keys()}
+    in_memory = map_names("vit_mae", {k: tuple(v.shape) for k, v in state.items()})
+    on_disk = map_names("vit_mae", {k: tuple(v.shape) for k, v in disk.items()})
+    assert [(s.id, s.shape) for s in in_memory] == [(s.id, s.shape) for s in on_disk]
+    assert {s.id: s.shape for s in on_disk} == layers(2, 32, 48)
+    assert all(s.sources[0].startswith("vit.layers.") for s in in_memory)
+    assert all(s.sources[0].startswith("vit.encoder.layer.") for s in on_disk)
+    k = next(s for s in on_disk if s.id == "01.attn_k")
+    assert k.sources == ("vit.encoder.layer.1.attention.attention.key.weight",)
+    for a, b in zip(in_memory, on_disk):
+        assert torch.equal(load_matrix(a, state.__getitem__), load_matrix(b, disk.__getitem__)), a.id
+    for names, specs in ((state, in_memory), (disk, on_disk)):
+        decoder = {k for k in names if k.startswith("decoder.")}
+        assert any(".attention." in k for k in decoder)  # it has attention layers of its own
+        assert not decoder & {s.sources[0] for s in specs}
+        assert not any("decoder" in s.sources[0] for s in specs)
+
+
+def labram_pretraining_model() -> torch.nn.Module:
+    """NeuralTransformerForMEM's layout: `student` (the encoder, with an lm_head of its own), `lm_head`,
+    `projection_head`."""
+    torch.manual_seed(0)
+    student = CASES[cases_of("labram")[1]].make(False)
+    assert isinstance(student, timm.models.beit.Beit)
+    student.lm_head = torch.nn.Linear(32, 64)
+    mem = torch.nn.Module()
+    mem.student, mem.lm_head = student, torch.nn.Linear(32, 64)
+    mem.projection_head = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU())
+    return mem.eval()
+
+
+def test_labram_pretraining_checkpoint_nests_the_student():
+    """LaBraM's NeuralTransformerForMEM (modeling_pretrain.py): the encoder as `student` (blocks, norm,
+    lm_head), then an `lm_head` and a `projection_head` (Linear, ReLU) of its own; no teacher. Built from
+    timm's Beit, whose blocks the original's copy (see the labram case)."""
+    state = labram_pretraining_model().state_dict()
+    assert {"lm_head.weight", "projection_head.0.weight", "student.lm_head.weight"} <= set(state)
+    specs = map_names("labram", {k: tuple(v.shape) for k, v in state.items()})
+    assert {s.id: s.shape for s in specs} == layers(2, 32, 128)
+    assert all(s.sources[0].startswith("student.blocks.") for s in specs)
+    q = next(s for s in specs if s.id == "01.attn_q")
+    assert torch.equal(load_matrix(q, state.__getitem__), state["student.blocks.1.attn.qkv.weight"][:32])
 
 
 def test_deberta_split_is_interleaved_per_head_not_thirds():
