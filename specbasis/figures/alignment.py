@@ -11,6 +11,7 @@ matrices in the panel at every rank:
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -50,15 +51,25 @@ def _note(ax: plt.Axes, text: str) -> None:
     ax.set_axis_off()
 
 
-def fig2(table: pd.DataFrame) -> plt.Figure:
-    """A/B: mean |cos| of FFN singular vectors against rank, left and right; C: rank bucket x layer."""
+def fig2(table: pd.DataFrame, swap: pd.DataFrame | None = None) -> plt.Figure:
+    """A/B: mean |cos| of FFN singular vectors against rank, left and right; C: rank bucket x layer.
+    With the swap tables (specbasis.sweep): D: Δ accuracy after pretrained / random / zero vectors
+    replace the top-k of every FFN matrix, E: after another task's vectors do, against k."""
     ffn = ffn_rows(table)
     if ffn.empty:
         raise ValueError("fig2: no FFN matrices (kinds ffn_in/ffn_out) in the alignment tables")
     pairs = list(dict.fromkeys(ffn["pair"]))
     long = measures_long(ffn)
-    fig = plt.figure(figsize=(11, 7.5), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1])
+    fig = plt.figure(figsize=(11, 7.5 if swap is None else 11), layout="constrained")
+    if swap is None:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1])
+    else:
+        from .interventions import swap_delta_panel
+
+        top, bottom, swaps = fig.subfigures(3, 1, height_ratios=[1, 1, 1])
+        d, e = swaps.subplots(1, 2, sharey=True)
+        swap_delta_panel(d, swap, ("pretrained", "random", "zero"), "D  pretrained / random / zero vectors swapped in")
+        swap_delta_panel(e, swap, ("cross",), "E  another task's finetuned vectors swapped in")
     axes = top.subplots(1, 2, sharey=True)
     for ax, side, label in zip(axes, ("u", "v"), ("A  left singular vectors", "B  right singular vectors")):
         _curves(ax, long[long["side"] == side], pairs, label, log_x=True, legend=side == "u")
@@ -128,6 +139,7 @@ def fig7(table: pd.DataFrame, modality: dict[str, str]) -> plt.Figure:
                      style_order=list(SIDES), markers=True, errorbar=None, ax=axes[2, j])
         axes[2, j].set(title=f"C  {BRAIN_MODALITIES[group]}: top-10 matched |cos| by layer", xlabel="layer",
                        ylabel="mean |cos|, ranks 1-10", ylim=(0, 1.02))
+        axes[2, j].xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 
