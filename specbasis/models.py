@@ -235,13 +235,16 @@ def prepare_pretrained(src_dir: Path, out_dir: Path, family: str, fmt: str, *,
 
 
 class TextPreprocess:
-    """list[str] -> dict of (N, L) tensors, padded to the longest, truncated at max_length."""
+    """list[str] (or list of (text, text_pair) for sentence-pair tasks: MNLI, QNLI) -> dict of (N, L)
+    tensors, padded to the longest, truncated at max_length (the pair as the tokenizer truncates it)."""
 
     def __init__(self, tokenizer, max_length: int):
         self.tokenizer, self.max_length = tokenizer, max_length
 
-    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return dict(self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+    def __call__(self, texts: list) -> dict[str, torch.Tensor]:
+        texts = list(texts)
+        pair = [list(side) for side in zip(*texts)] if texts and isinstance(texts[0], tuple) else [texts]
+        return dict(self.tokenizer(*pair, padding=True, truncation=True, max_length=self.max_length,
                                    return_tensors="pt"))
 
     def describe(self) -> dict:

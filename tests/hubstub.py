@@ -1,14 +1,17 @@
-"""A stand-in for the Hugging Face Hub on 127.0.0.1: serves model repos from local folders, with
-just enough of the Hub's HTTP API that the real huggingface_hub client (snapshot_download,
-hf_hub_download, HfApi.model_info / list_repo_tree) runs against it through HF_ENDPOINT.
+"""A stand-in for the Hugging Face Hub on 127.0.0.1: serves model and dataset repos from local
+folders, with just enough of the Hub's HTTP API that the real huggingface_hub client (snapshot_download,
+hf_hub_download, HfApi.model_info / dataset_info / repo_info / list_repo_tree) runs against it through
+HF_ENDPOINT.
 
-What huggingface_hub 2.x calls, and what the stub answers:
+What huggingface_hub 2.x calls, and what the stub answers ({kind} = models or datasets; a dataset's
+files are under the URL prefix datasets/, as on the Hub):
 
-    GET  /api/models/{repo}[/revision/{rev}]        model_info: {"id", "sha", "siblings": [{"rfilename"}]}
-    GET  /api/models/{repo}/tree/{rev}[/{path}]     list_repo_tree (?recursive=true|false): files with
+    GET  /api/{kind}/{repo}[/revision/{rev}]        model_info / dataset_info: {"id", "sha",
+                                                    "siblings": [{"rfilename"}]}
+    GET  /api/{kind}/{repo}/tree/{rev}[/{path}]     list_repo_tree (?recursive=true|false): files with
                                                     "oid" (git blob sha1), "size" and, for LFS files,
                                                     "lfs": {"oid": sha256, "size", "pointerSize"}
-    HEAD /{repo}/resolve/{rev}/{path}               file metadata: regular files answer 200 with
+    HEAD [datasets/]{repo}/resolve/{rev}/{path}     file metadata: regular files answer 200 with
     GET                                             X-Repo-Commit, ETag (blob sha1), Content-Length;
                                                     LFS files answer 302 to the "CDN" (a second
                                                     server, another origin, as the real Hub's signed
@@ -17,6 +20,9 @@ What huggingface_hub 2.x calls, and what the stub answers:
     anything else                                   404 (e.g. /api/agent-harnesses, a best-effort
                                                     call whose failure huggingface_hub ignores)
 
+Models and datasets are separate namespaces, as on the Hub: a dataset id asked for as a model (or
+the reverse) is RepoNotFound.
+
 Errors carry the Hub's X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound), which
 huggingface_hub turns into its own exception classes. No Xet: neither the tree entries (xetHash)
 nor the resolve headers (X-Xet-Hash) mention it, so the client downloads over plain HTTP.
@@ -24,7 +30,7 @@ nor the resolve headers (X-Xet-Hash) mention it, so the client downloads over pl
 A repo's commit sha is the sha1 of its file list (path and blob sha1), so it is stable across
 runs; refs: "main" and the sha itself. Every request is recorded in `requests` as (method, path).
 
-    with HubStub({"org/tiny": folder}) as hub:
+    with HubStub({"org/tiny": folder}, datasets={"nyu-mll/glue": glue_folder}) as hub:
         env = {"HF_ENDPOINT": hub.url, ...}
 """
 from __future__ import annotations
@@ -37,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-LFS_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".h5", ".msgpack", ".onnx", ".npz")
+LFS_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".h5", ".msgpack", ".onnx", ".npz", ".parquet")
 LFS_POINTER_SIZE = 134  # bytes of a git-lfs pointer file, as the Hub reports it
 
 
@@ -91,9 +97,14 @@ class StubRepo:
 class HubStub:
     """Two loopback HTTP servers on ephemeral ports: the Hub (`url`) and its LFS "CDN"."""
 
-    def __init__(self, repos: dict[str, Path], refs: dict[str, dict[str, str]] | None = None):
+    def __init__(self, repos: dict[str, Path], refs: dict[str, dict[str, str]] | None = None,
+                 datasets: dict[str, Path] | None = None):
+        """repos: model repo id -> folder; datasets: dataset repo id -> folder; refs: repo id -> extra
+        {ref: commit} (models and datasets alike)."""
         self.repos = {rid: StubRepo(rid, folder, (refs or {}).get(rid)) for rid, folder in repos.items()}
-        self.blobs = {f.sha256: f for r in self.repos.values() for f in r.files.values() if f.lfs}
+        self.datasets = {rid: StubRepo(rid, folder, (refs or {}).get(rid)) for rid, folder in (datasets or {}).items()}
+        self.blobs = {f.sha256: f for r in [*self.repos.values(), *self.datasets.values()]
+                      for f in r.files.values() if f.lfs}
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._hub = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, cdn=False))
@@ -138,11 +149,12 @@ class HubStub:
         with self._lock:
             self.requests.append((method, unquote(path)))
 
-    def _find_repo(self, rest: str) -> tuple[StubRepo | None, str]:
-        """Split 'org/name/tail...' into the longest known repo id and the tail."""
-        for rid in sorted(self.repos, key=len, reverse=True):
+    def _find_repo(self, rest: str, kind: str = "models") -> tuple[StubRepo | None, str]:
+        """Split 'org/name/tail...' into the longest known repo id of `kind` (models, datasets) and the tail."""
+        repos = self.datasets if kind == "datasets" else self.repos
+        for rid in sorted(repos, key=len, reverse=True):
             if rest == rid or rest.startswith(rid + "/"):
-                return self.repos[rid], rest[len(rid):].lstrip("/")
+                return repos[rid], rest[len(rid):].lstrip("/")
         return None, rest
 
 
@@ -190,34 +202,37 @@ def _handler(hub: HubStub, cdn: bool) -> type[BaseHTTPRequestHandler]:
             if cdn:
                 f = hub.blobs.get(path.removeprefix("/blobs/")) if path.startswith("/blobs/") else None
                 return self._file(f, head, {}) if f else self._error(404, "EntryNotFound", path, head)
-            if path.startswith("/api/models/"):
-                return self._api(path.removeprefix("/api/models/"), parse_qs(url.query), head)
-            repo, tail = hub._find_repo(path.lstrip("/"))
+            for kind in ("models", "datasets"):
+                if path.startswith(f"/api/{kind}/"):
+                    return self._api(kind, path.removeprefix(f"/api/{kind}/"), parse_qs(url.query), head)
+            rest = path.lstrip("/")
+            kind = "datasets" if rest.startswith("datasets/") else "models"
+            repo, tail = hub._find_repo(rest.removeprefix("datasets/") if kind == "datasets" else rest, kind)
             if repo is None or not tail.startswith("resolve/"):
                 return self._error(404, "RepoNotFound", f"Repository not found: {path}", head)
             rev, _, filename = tail.removeprefix("resolve/").partition("/")
             self._resolve(repo, rev, filename, head)
 
-        def _api(self, rest: str, query: dict, head: bool) -> None:
-            repo, tail = hub._find_repo(rest)
+        def _api(self, kind: str, rest: str, query: dict, head: bool) -> None:
+            repo, tail = hub._find_repo(rest, kind)
             if repo is None:
-                return self._error(404, "RepoNotFound", f"Repository not found: {rest}", head)
-            kind, _, arg = tail.partition("/")
-            if kind in ("", "revision"):
+                return self._error(404, "RepoNotFound", f"Repository not found: {kind}/{rest}", head)
+            what, _, arg = tail.partition("/")
+            if what in ("", "revision"):
                 rev = arg or "main"
                 if rev not in repo.refs:
                     return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}", head)
                 siblings = [{"rfilename": p} for p in repo.files]
-                return self._json({"_id": repo.refs[rev][:24], "id": repo.repo_id, "modelId": repo.repo_id,
-                                   "sha": repo.refs[rev], "private": False, "gated": False, "disabled": False,
-                                   "siblings": siblings}, head)
-            if kind == "tree":
+                info = {"_id": repo.refs[rev][:24], "id": repo.repo_id, "sha": repo.refs[rev], "private": False,
+                        "gated": False, "disabled": False, "siblings": siblings}
+                return self._json({**info, "modelId": repo.repo_id} if kind == "models" else info, head)
+            if what == "tree":
                 rev, _, sub = arg.partition("/")
                 if rev not in repo.refs:
                     return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}", head)
                 recursive = query.get("recursive", ["false"])[0].lower() in ("true", "1")
                 return self._json(repo.tree(sub, recursive), head)
-            return self._error(404, "EntryNotFound", f"Not served by the stub: /api/models/{rest}", head)
+            return self._error(404, "EntryNotFound", f"Not served by the stub: /api/{kind}/{rest}", head)
 
         def _resolve(self, repo: StubRepo, rev: str, filename: str, head: bool) -> None:
             if rev not in repo.refs:

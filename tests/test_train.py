@@ -372,3 +372,20 @@ def test_real_lukemelas_checkpoint_sees_grace_hopper_in_uniform(tmp_path):
     with torch.no_grad():
         top5 = model(preprocess(np.asarray(photo.resize((224, 224)))[None])).topk(5).indices[0].tolist()
     assert 652 in top5, top5
+
+
+def test_text_preprocess_takes_sentence_pairs(bert_dir):
+    """MNLI/QNLI give (text, text_pair): segment ids 0 then 1, as the tokenizer's own pair call."""
+    from transformers import AutoTokenizer
+
+    from specbasis.models import TextPreprocess
+
+    tok = AutoTokenizer.from_pretrained(bert_dir, local_files_only=True)
+    pre = TextPreprocess(tok, 16)
+    got = pre([("the film is great", "a movie"), ("dull", "the film was very bad")])
+    want = tok(["the film is great", "dull"], ["a movie", "the film was very bad"], padding=True, truncation=True,
+               max_length=16, return_tensors="pt")
+    assert torch.equal(got["input_ids"], want["input_ids"]) and torch.equal(got["token_type_ids"], want["token_type_ids"])
+    assert got["token_type_ids"][0].max() == 1  # the second sentence has its own segment
+    single = pre(["the film is great"])
+    assert single["token_type_ids"].max() == 0
