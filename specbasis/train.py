@@ -1,13 +1,23 @@
-"""Full finetuning of a prepared pretrained model on a labelled data set: the finetuned half of a pair.
+"""Finetuning of a prepared pretrained model on a labelled data set: the finetuned half of a pair.
 
-Every weight trains (no adapter, nothing frozen): AdamW, linear warm-up then linear decay to 0,
-gradient-norm clipping, cross-entropy. Weight decay applies to matrices and conv kernels only (not
-to biases and norm scales), as is usual for both BERT and EfficientNet finetuning. Everything is
-seeded (python, numpy, torch, the batch order), so a rerun on CPU gives the same loss curve.
+One loop for every method of specbasis.methods (`method`: full by default, every weight trains; or
+bitfit, spectral, lora, dora, pissa, adalora, psoft): the method decides what trains, the loop trains it
+the same way: AdamW, linear warm-up then linear decay to 0, gradient-norm clipping, cross-entropy (plus
+AdaLoRA's orthogonality penalty, which the loss curve leaves out). Weight decay applies to matrices and
+conv kernels only (not to biases and norm scales), as is usual for both BERT and EfficientNet finetuning.
+Everything is seeded (python, numpy, torch, the batch order), so a rerun on CPU gives the same loss curve.
 
 The output folder is written atomically (a temporary folder beside it, renamed at the end) and holds
-the model in its library's own format, `preprocess.json` (how inputs were made) and `metrics.json`.
-Before the rename the saved model is loaded back and must reproduce the trained model's logits.
+the model in its library's own format (an adapter merged into the weights, its own files in adapter/:
+methods.save_adapter), `preprocess.json` (how inputs were made) and `metrics.json`. Before the rename the
+saved model is loaded back and must reproduce the trained (unmerged) model's logits.
+
+metrics.json records, for every method, the trainable parameters, the mean seconds per optimizer step
+(forward, backward, clipping, optimizer and scheduler step, AdaLoRA's allocator; on CUDA synchronised
+before each reading; tokenisation and evaluation left out; nothing reused across steps) and the peak
+memory of the training steps (`peak_memory`, which says how it was measured: CPU, the peak resident set
+above the resident set before the step, from the kernel's high-water mark reset before each step; CUDA,
+torch.cuda.max_memory_allocated, reset before each step).
 """
 from __future__ import annotations
 
@@ -23,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from specbasis import methods
 from specbasis.data import Part, Splits
 from specbasis.device import resolve_device
 from specbasis.models import PREPROCESS_FILE, load_classifier, logits_of, save_weights, timm_config
@@ -96,6 +107,68 @@ def _optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, foreach=True)
 
 
+class StepMemory:
+    """Peak memory of the training steps, above what was held just before each.
+
+    CUDA: torch.cuda.max_memory_allocated after reset_peak_memory_stats (absolute, and above the allocation
+    before the step). CPU on Linux: the kernel's high-water mark of the resident set (VmHWM), reset to the
+    current RSS before each step by writing 5 to /proc/self/clear_refs, minus that RSS: exact for the
+    process, but RSS also counts what the allocator keeps after a free. Elsewhere: psutil's RSS after each
+    step, which misses peaks inside a step (said in `measure`)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak, self.peak_abs, self.before = device, 0, 0, 0
+        self.kind = "cuda" if device.type == "cuda" else "cpu_hwm" if self._can_reset_hwm() else "cpu_rss"
+
+    @staticmethod
+    def _can_reset_hwm() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            return StepMemory._status("VmHWM") > 0
+        except OSError:
+            return False
+
+    @staticmethod
+    def _status(key: str) -> int:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024  # kB
+        return 0
+
+    def start(self) -> None:
+        if self.kind == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.before = torch.cuda.memory_allocated(self.device)
+        elif self.kind == "cpu_hwm":
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            self.before = self._status("VmRSS")
+        else:
+            import psutil
+
+            self.before = psutil.Process().memory_info().rss
+
+    def stop(self) -> None:
+        if self.kind == "cuda":
+            top = torch.cuda.max_memory_allocated(self.device)
+        elif self.kind == "cpu_hwm":
+            top = self._status("VmHWM")
+        else:
+            import psutil
+
+            top = psutil.Process().memory_info().rss
+        self.peak, self.peak_abs = max(self.peak, top - self.before), max(self.peak_abs, top)
+
+    def record(self) -> dict:
+        measure = {"cuda": "torch.cuda.max_memory_allocated during a training step (reset before each)",
+                   "cpu_hwm": "peak resident set (VmHWM, reset before each step via /proc/self/clear_refs)",
+                   "cpu_rss": "resident set (psutil) after each step: misses peaks inside a step"}[self.kind]
+        return {"device": self.device.type, "measure": measure, "peak_bytes": self.peak_abs,
+                "peak_above_step_start_bytes": self.peak}
+
+
 def save_finetuned(model, preprocess, splits: Splits, base_dir: Path, out: Path) -> None:
     """The finetuned model in its library's own format, plus preprocess.json."""
     if splits.modality == "text":
@@ -119,14 +192,18 @@ def save_finetuned(model, preprocess, splits: Splits, base_dir: Path, out: Path)
 def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, steps: int, batch_size: int,
              lr: float, weight_decay: float, warmup_frac: float, max_length: int = 128, image_size: int = 64,
              eval_every: int, seed: int, device: str = "auto", threads: int | None = None,
-             eval_step0: bool = True, eval_batch_size: int = 128) -> dict:
-    """Finetune all weights of the model in base_dir on `splits`; write out_dir; return the metrics.
+             eval_step0: bool = True, eval_batch_size: int = 128, method=None) -> dict:
+    """Finetune the model in base_dir on `splits` by `method`; write out_dir; return the metrics.
 
+    method: a spec of specbasis.methods (None or "full": every weight trains, today's finetuning); it is
+    checked before the model is loaded and applied (methods.prepare) before the first step; the saved
+    model has the adapter merged in (methods.finalize), its own files in adapter/ (methods.save_adapter).
     max_length applies to text models, image_size to image models. Val accuracy is measured every
     `eval_every` steps and at the end; test accuracy at the end (and at step 0, pretrained backbone
     with a fresh head, when eval_step0). The splits are used as given: cap them in load_splits.
     """
     t_start = time.perf_counter()
+    spec = methods.parse_method(method)  # a bad method fails before anything is loaded
     if steps < 1 or batch_size < 1 or lr <= 0 or not 0 <= warmup_frac <= 1 or eval_every < 1:
         raise ValueError(f"bad settings: steps={steps}, batch_size={batch_size}, lr={lr}, "
                          f"warmup_frac={warmup_frac}, eval_every={eval_every}")
@@ -141,6 +218,11 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
     model, preprocess = load_classifier(base_dir, family, splits.num_classes, image_size=image_size,
                                         max_length=max_length)
     model.to(dev)
+    t_prepare = time.perf_counter()
+    model, prepared = methods.prepare(model, spec, family, total_steps=steps)  # full: the model as it is
+    seconds_prepare = time.perf_counter() - t_prepare
+    log.info("method %s: %d trainable parameters of %d (head %d)", spec.method, prepared.counts["trainable"],
+             prepared.counts["base"], prepared.counts["head"])
     log.info("finetune %s from %s on %s (%s): %s examples, device %s, %d threads", family, base_dir,
              splits.classes, splits.modality, splits.sizes(), dev, torch.get_num_threads())
 
@@ -150,7 +232,8 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_linear(s, steps, warmup))
 
     rng = np.random.default_rng(seed)
-    losses, val_curve = [], []
+    losses, val_curve, step_seconds = [], [], []
+    memory = StepMemory(dev)
     t_train, cpu_train = time.perf_counter(), time.process_time()
     bar = tqdm(batch_order(len(splits.train), steps, batch_size, rng), total=steps, desc=f"finetune {family}",
                mininterval=2.0)
@@ -158,14 +241,21 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
         model.train()
         inputs = _to(preprocess(_select(splits.train.x, idx)), dev)
         target = torch.as_tensor(splits.train.y[idx], device=dev)
+        memory.start()
+        t_step = _clock(dev)
         loss = F.cross_entropy(logits_of(model, inputs), target)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}: lower lr (now {lr})")
+        objective = loss if prepared.regularizer is None else loss + prepared.regularizer()  # AdaLoRA's penalty
+        if not torch.isfinite(objective):
+            raise FloatingPointError(f"loss is {objective.item()} at step {step}: lower lr (now {lr})")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
         schedule.step()
+        if prepared.after_step is not None:
+            prepared.after_step(step)  # AdaLoRA's budget allocator
+        step_seconds.append(_clock(dev) - t_step)
+        memory.stop()
         losses.append([step, float(loss.item())])
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if step % eval_every == 0 and step < steps:
@@ -193,13 +283,19 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
         "seed": seed, "device": str(dev), "threads": torch.get_num_threads(),
         "sizes": splits.sizes(), "full_sizes": dict(splits.full_sizes),
         "seconds_train": seconds_train, "cpu_seconds_train": cpu_seconds_train,
-        "versions": _versions(splits.modality),
+        "method": spec.to_dict(), "targets": prepared.targets, "trainable_parameters": prepared.counts["trainable"],
+        "parameter_counts": prepared.counts, "adapter_config": prepared.config, "seconds_prepare": seconds_prepare,
+        "step_seconds_mean": float(np.mean(step_seconds)), "step_seconds_median": float(np.median(step_seconds)),
+        "step_seconds_first": step_seconds[0], "peak_memory": memory.record(),
+        "versions": _versions(splits.modality, peft=spec.uses_peft),
     }
     model.cpu()
     head = _select(splits.test.x, np.arange(min(N_LOGITS_RECORDED, len(splits.test))))
     expected = predict_logits(model, preprocess, head, torch.device("cpu"))  # on CPU, like the reload
     metrics["test_logits_head"] = expected.tolist()  # first test examples: anyone can check a reload
     with atomic_dir(out_dir) as tmp:
+        metrics["adapter_files"] = methods.save_adapter(model, prepared, tmp)  # before the merge: [] for full
+        model = methods.finalize(model, spec)  # the adapter merged into the weights: a plain model
         save_finetuned(model, preprocess, splits, base_dir, tmp)
         metrics["reload_max_abs_diff"] = _reload_check(tmp, family, splits.num_classes, head, expected)
         metrics["seconds"] = time.perf_counter() - t_start
@@ -220,8 +316,16 @@ def _reload_check(folder: Path, family: str, num_classes: int, x, expected: torc
     return diff
 
 
-def _versions(kind: str) -> dict:
+def _clock(device: torch.device) -> float:
+    """perf_counter after the device's queued work is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _versions(kind: str, peft: bool = False) -> dict:
     import importlib.metadata as md
 
     libs = ["torch", "transformers", "tokenizers"] if kind == "text" else ["torch", "timm"]
+    libs += ["peft"] if peft else []
     return {"python": platform.python_version(), **{lib: md.version(lib) for lib in libs}}
