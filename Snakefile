@@ -1,6 +1,7 @@
 # specbasis: how finetuning changes the spectral structure of pretrained weight matrices.
 # Data flows one way:
 #   resources/ (fetched) -> results/models -> results/weights -> results/svd -> results/<analysis> -> results/figN
+#   results/models + results/svd -> results/swap, results/mask (interventions: edit, re-evaluate) -> results/figN
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -21,6 +22,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/svd.smk"
 include: "workflow/rules/analyses.smk"
+include: "workflow/rules/interventions.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -33,6 +33,10 @@ FAMILY_FORMATS = {**{f: ("hf", "state_dict") for f in HF_FAMILIES},
                   "labram": ("state_dict",), "brain_jepa": ("state_dict",)}
 # Families the workflow can finetune (a classifier class and a data reader exist for them).
 FINETUNABLE_FAMILIES = (HF_FAMILIES - {"vit_mae"}) | TIMM_FAMILIES
+# Matrix groups of the interventions (specbasis.interventions.GROUPS) each family's name map yields:
+# ConvNeXt and EfficientNet have no attention; only BART's decoder has cross-attention.
+FAMILY_GROUPS = {**{f: ("ffn", "attn") for f in FAMILY_MODALITY}, "convnext": ("ffn",), "efficientnet_lite": ("ffn",),
+                 "bart": ("ffn", "attn", "xattn")}
 # Sources that are not content-addressed must carry a sha256; archives need the path inside.
 NEEDS_SHA256 = ("wheel:", "deb:", "url:")
 NEEDS_MEMBER = ("wheel:", "deb:")
@@ -139,6 +143,51 @@ def _cross_checks(config: dict) -> list[str]:
             if len(kinds) > 1:
                 problems.append(f"pairs.{name}: pretrained and finetuned modalities differ ({', '.join(sorted(kinds))}); "
                                 f"set the same `modality:` on both models")
+    return problems + _intervention_checks(config)
+
+
+def _intervention_checks(config: dict) -> list[str]:
+    """The `interventions` section: models the workflow finetunes, cross donors from the same pretrained
+    model, groups each model has, k within what the SVD stores hold."""
+    section, models = config.get("interventions", {}), config.get("models", {})
+    problems = []
+    made = [m for m, spec in models.items() if "finetune" in spec]
+    for name in section.get("models") or []:
+        if name not in models:
+            problems.append(f"interventions.models: {name!r} is not a model; models: {', '.join(models)}")
+        elif "finetune" not in models[name]:
+            problems.append(f"interventions.models: {name!r} is not a model this workflow finetunes (it has no "
+                            f"`finetune:`): an intervention re-evaluates a model on its finetune's test split; "
+                            f"finetuned models: {', '.join(made) or '(none)'}")
+    chosen = [m for m in intervention_models(config) if m in models and "finetune" in models[m]]
+    for name, donor in section.get("cross", {}).items():
+        where = f"interventions.cross.{name}"
+        if name not in chosen:
+            problems.append(f"{where}: {name!r} is not a model the interventions run on (interventions.models: "
+                            f"{', '.join(chosen) or '(none)'})")
+            continue
+        if donor not in models:
+            problems.append(f"{where}: donor {donor!r} is not a model; models: {', '.join(models)}")
+        elif donor == name:
+            problems.append(f"{where}: a model cannot be its own cross donor; name another model finetuned from "
+                            f"{pretrained_of(config, name)!r}")
+        elif pretrained_of(config, donor) is None:
+            problems.append(f"{where}: cannot tell which pretrained model donor {donor!r} comes from: give it "
+                            f"`finetune:` or make it the finetuned model of a pair")
+        elif pretrained_of(config, donor) != pretrained_of(config, name):
+            problems.append(f"{where}: donor {donor!r} is finetuned from {pretrained_of(config, donor)!r}, {name!r} "
+                            f"from {pretrained_of(config, name)!r}; a cross donor must come from the same "
+                            f"pretrained model (its matrices have the same shapes and started from the same basis)")
+    for name in chosen:
+        family = models[name]["family"]
+        if not intervention_groups(config, name):
+            problems.append(f"interventions.groups: model {name!r} ({family}) has no matrices of group(s) "
+                            f"{', '.join(section['groups'])}; its family has {', '.join(FAMILY_GROUPS[family])}")
+    rank = config.get("svd", {}).get("rank", "all")
+    too_big = [k for k in section.get("k", []) if rank != "all" and k > rank]
+    if too_big:
+        problems.append(f"interventions.k: {', '.join(map(str, too_big))} exceed svd.rank = {rank}: the SVD stores "
+                        f"hold only the top {rank} vectors of each matrix; raise svd.rank (or use 'all')")
     return problems
 
 
@@ -164,6 +213,42 @@ def load_config(path: Path | str) -> dict:
 def modality(family: str) -> str:
     """What a finetune feeds the model: 'image' or 'text' (picks the finetune settings)."""
     return "image" if family in VISION_FAMILIES else "text"
+
+
+def pretrained_of(config: dict, model: str) -> str | None:
+    """The pretrained model a model comes from: its `finetune.from`, else the pretrained model of the
+    one pair it is the finetuned model of (None when that is not known)."""
+    spec = config["models"].get(model, {})
+    if "finetune" in spec:
+        return spec["finetune"]["from"]
+    bases = {pair["pretrained"] for pair in config.get("pairs", {}).values()
+             if pair["finetuned"] == model and pair["pretrained"] != model}
+    return bases.pop() if len(bases) == 1 else None
+
+
+def intervention_models(config: dict) -> list[str]:
+    """The models the interventions run on: interventions.models, else every model with `finetune:`."""
+    chosen = config.get("interventions", {}).get("models")
+    if chosen is None:
+        return [m for m, spec in config["models"].items() if "finetune" in spec]
+    return list(chosen)
+
+
+def intervention_groups(config: dict, model: str) -> list[str]:
+    """interventions.groups that the model's family has (EfficientNet: no attention)."""
+    family = config["models"][model]["family"]
+    return [g for g in config["interventions"]["groups"] if g in FAMILY_GROUPS[family]]
+
+
+def cross_donor(config: dict, model: str) -> str | None:
+    """The model whose vectors the `cross` source swaps into `model` (interventions.cross), or None."""
+    return config["interventions"].get("cross", {}).get(model)
+
+
+def intervention_sources(config: dict, model: str) -> list[str]:
+    """interventions.sources for one model: `cross` only where it has a donor."""
+    sources = config["interventions"]["sources"]
+    return [s for s in sources if s != "cross" or cross_donor(config, model) is not None]
 
 
 def model_modality(model: dict) -> str:

@@ -75,7 +75,10 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, float(center - half)), min(1.0, float(center + half))
+    # at k = 0 (k = n) the bound is 0 (1) exactly; round-off would leave it an ulp off, outside p
+    lo = 0.0 if k == 0 else max(0.0, float(center - half))
+    hi = 1.0 if k == n else min(1.0, float(center + half))
+    return lo, hi
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> float:

@@ -109,3 +109,11 @@ def test_compare_a_point_with_the_unedited_model():
     assert compare(base, base)["p_mcnemar"] == 1.0
     with pytest.raises(ValueError, match="different examples"):
         compare(base, evaluate(Echo(), as_logits, Part(LOGITS, LABELS), "cpu", max_examples=3))
+
+
+@pytest.mark.parametrize("n", [1, 7, 48, 400])
+def test_wilson_interval_contains_the_estimate_at_the_ends(n):
+    assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
+    for k in range(n + 1):
+        lo, hi = wilson_interval(k, n)
+        assert lo <= k / n <= hi

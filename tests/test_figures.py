@@ -103,3 +103,94 @@ def test_attention_figure_says_when_there_is_none(tables):
 def test_fig2_without_ffn_names_the_problem(tables):
     with pytest.raises(ValueError, match="no FFN matrices"):
         fig2(tables[tables["kind"] == "attn_q"])
+
+
+# -- interventions (specbasis.figures.interventions) ------------------------------------------------
+
+from specbasis.figures.interventions import fig12, fig13, fig14, fig15, fig17, swap_figure  # noqa: E402
+from specbasis.sweep import MASK_COLUMNS, SWAP_COLUMNS  # noqa: E402
+
+
+def _stats(acc, base=0.8, n=200, p=0.5):
+    return {"n": n, "accuracy": acc, "ci_low": acc - 0.05, "ci_high": acc + 0.05, "base_accuracy": base,
+            "base_ci_low": base - 0.05, "base_ci_high": base + 0.05, "delta": acc - base, "only_base_correct": 3,
+            "only_edited_correct": 1, "p_mcnemar": p}
+
+
+@pytest.fixture
+def swaps():
+    """text-a: ffn and attn, with a cross donor; net-b: ffn only, no cross donor."""
+    rows = []
+    for model, groups, sources in (("text-a", ("ffn", "attn"), ("pretrained", "cross", "random", "zero")),
+                                   ("net-b", ("ffn",), ("pretrained", "random", "random_orthogonal", "zero"))):
+        for group in groups:
+            for source in sources:
+                for k in (0, 1, 4, 16):
+                    acc = 0.8 if k == 0 else 0.8 - 0.02 * k * (source != "pretrained")
+                    rows.append({"model": model, "group": group, "source": source,
+                                 "donor": {"pretrained": "pt", "cross": "text-c"}.get(source, ""), "k": k,
+                                 "matrices": 4, **_stats(acc, p=1.0 if k == 0 else 0.01)})
+    return pd.DataFrame(rows, columns=SWAP_COLUMNS)
+
+
+@pytest.fixture
+def masks():
+    rows = [{"model": model, "group": group, "order": order, "fraction": f, "removed": int(f * 40), "components": 40,
+             "matrices": 4, **_stats(0.8 - (0.6 * f if order == "top_down" else 0.6 * f ** 4))}
+            for model, groups in (("text-a", ("ffn", "attn")), ("net-b", ("ffn",)))
+            for group in groups for order in ("top_down", "bottom_up") for f in (0, 0.5, 0.9, 1)]
+    return pd.DataFrame(rows, columns=MASK_COLUMNS)
+
+
+def _texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts] + [ax.get_title() for ax in fig.axes]
+
+
+def test_swap_figures_draw_a_panel_per_model_with_the_sources(swaps):
+    fig = fig12(swaps)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["text-a", "net-b"]
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["unedited, 95% CI", "pretrained", "random", "zero"]  # no random_orthogonal; cross: fig13
+    assert np.allclose(ax.get_xticks(), [0, 1, 4, 16])
+    plt.close(fig)
+
+
+def test_swap_figures_say_what_a_model_lacks(swaps):
+    attn = fig14(swaps)
+    assert any("net-b: no attention matrices" in t for t in _texts(attn))
+    cross = fig13(swaps)
+    texts = _texts(cross)
+    assert "text-a ← text-c" in texts and any("net-b: no cross donor" in t for t in texts)
+    both = fig15(swaps)
+    assert any("net-b: no attention matrices" in t for t in _texts(both))
+    for fig in (attn, cross, both):
+        plt.close(fig)
+
+
+def test_intervention_figures_without_models_say_so():
+    for fig in (swap_figure(pd.DataFrame(columns=SWAP_COLUMNS), "ffn"), fig17(pd.DataFrame(columns=MASK_COLUMNS))):
+        assert any("nothing to plot" in t for t in _texts(fig))
+        plt.close(fig)
+
+
+def test_fig17_has_both_orders_and_groups_per_model(masks):
+    fig = fig17(masks)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["text-a", "net-b (no attention matrices)"]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert {"top_down", "bottom_up", "ffn", "attn"} <= set(legend)
+    plt.close(fig)
+
+
+def test_fig2_gains_swap_panels_d_and_e(tables, swaps):
+    plain, full = fig2(tables), fig2(tables, swaps)
+    titles = [ax.get_title() for ax in full.axes]
+    assert [t for t in titles if t[:1] in "DE" and t[1:3] == "  "] == [
+        "D  pretrained / random / zero vectors swapped in", "E  another task's finetuned vectors swapped in"]
+    assert [ax.get_title() for ax in plain.axes] == titles[:len(plain.axes)]  # A-C as they were
+    empty = fig2(tables, pd.DataFrame(columns=SWAP_COLUMNS))
+    assert sum("no pretrained / random / zero swaps" in t for t in _texts(empty)) == 1
+    for fig in (plain, full, empty):
+        plt.close(fig)

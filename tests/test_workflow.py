@@ -207,7 +207,8 @@ def test_brain_checkpoints_are_unnested_and_aligned(run):
     assert "jepa" not in set(cells["pair"])  # no accuracy: left out of fig18's tests
 
 
-@pytest.mark.parametrize("fig", ["fig2", "fig3", "fig6", "fig7", "fig8", "fig10", "fig11", "fig16", "fig18", "fig19", "fig20"])
+@pytest.mark.parametrize("fig", ["fig2", "fig3", "fig6", "fig7", "fig8", "fig10", "fig11", "fig12", "fig13", "fig14",
+                                 "fig15", "fig16", "fig17", "fig18", "fig19", "fig20"])
 def test_figure_is_rendered(run, fig):
     pdf, png = run / f"results/{fig}.pdf", run / f"results/{fig}.png"
     assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 5_000
@@ -273,3 +274,117 @@ def test_pair_tables_put_measured_beside_reported(run):
     assert language.loc["bert-self", "reported_accuracy"] == 0.5  # the config's accuracy of bert
     assert language.loc["bert-self", "top10_cos"] == pytest.approx(1, abs=1e-5)
     assert "effnet-digits" in (run / "results/table2.md").read_text()
+
+
+# -- interventions -------------------------------------------------------------------------------
+
+EDITED = {"bert-rt": ("bert", "rotten_tomatoes", ["ffn", "attn"]), "effnet-digits": ("efficientnet_lite", "mnist_csv", ["ffn"])}
+
+
+def test_unedited_points_are_the_finetunes_measured_accuracy(run):
+    """k = 0 and fraction 0 are the unedited model; on the whole test split (max_eval 100 exceeds it) its
+    accuracy is the one the finetune measured and wrote to metrics.json."""
+    for model, (_, _, groups) in EDITED.items():
+        metrics = json.loads((run / "results/models" / model / "metrics.json").read_text())
+        swap = pd.read_csv(run / f"results/swap/{model}.csv")
+        mask = pd.read_csv(run / f"results/mask/{model}.csv")
+        for table in (swap, mask):
+            assert (table["n"] == metrics["sizes"]["test"]).all()
+            assert table["base_accuracy"].to_numpy() == pytest.approx(metrics["test_accuracy"], abs=1e-12)
+        unedited = pd.concat([swap[swap["k"] == 0], mask[mask["fraction"] == 0]])
+        assert len(unedited) == len(groups) * (4 + 2)  # 4 sources, 2 orders
+        assert (unedited["accuracy"] == metrics["test_accuracy"]).all() and (unedited["p_mcnemar"] == 1).all()
+        assert sorted(set(swap["group"])) == sorted(groups) and sorted(set(mask["group"])) == sorted(groups)
+        assert sorted(set(swap["k"])) == [0, 1, 4]  # 40 exceeds the smallest rank: left out, and said
+        assert "k = 40 left out: above the group's smallest rank" in (run / f"logs/swap/{model}.log").read_text()
+        lo, hi = swap[["ci_low", "ci_high"]].to_numpy().T
+        assert ((lo <= swap["accuracy"]) & (swap["accuracy"] <= hi)).all()
+
+
+def test_masking_everything_is_the_same_in_both_orders(run):
+    for model in EDITED:
+        mask = pd.read_csv(run / f"results/mask/{model}.csv")
+        whole = mask[mask["fraction"] == 1].pivot(index="group", columns="order", values="accuracy")
+        assert (whole["top_down"] == whole["bottom_up"]).all()
+        assert (mask.loc[mask["fraction"] == 1, "removed"] == mask.loc[mask["fraction"] == 1, "components"]).all()
+
+
+def _edited_test_accuracy(run, model, family, fmt, key_filter, edit):
+    """Load the finetuned model, write edit(W̃, U, S, Vh, U_pt, Vh_pt) into every matrix the weights store
+    lists (its `source` names), evaluate on the finetune's test split: (per-example correctness, unedited's)."""
+    import torch
+
+    from specbasis.data import load_splits
+    from specbasis.models import load_classifier
+    from specbasis.train import predict_logits
+
+    model_obj, preprocess = load_classifier(run / "results/models" / model, family, 2 if family == "bert" else 10)
+    splits = load_splits(fmt, run / "resources/datasets" / ("reviews" if family == "bert" else "digits"), 0)
+    base = predict_logits(model_obj, preprocess, splits.test.x, torch.device("cpu")).numpy().argmax(1) == splits.test.y
+    state = model_obj.state_dict()
+    with h5py.File(run / f"results/weights/{model}.h5") as w, h5py.File(run / f"results/svd/{model}.h5") as s, \
+            h5py.File(run / f"results/svd/{'bert' if family == 'bert' else 'effnet'}.h5") as p:
+        keys = [k for k in w if key_filter(k)]
+        for key in keys:
+            (name,) = json.loads(w[key].attrs["source"])
+            tensor = state[name]
+            W = tensor.reshape(tensor.shape[0], -1).double().numpy()  # (out, in); 1x1 convs squeezed
+            new = edit(W, s[key]["U"][:], s[key]["S"][:], s[key]["Vh"][:], p[key]["U"][:], p[key]["Vh"][:])
+            with torch.no_grad():
+                tensor.copy_(torch.as_tensor(new, dtype=torch.float32).reshape(tensor.shape))
+    edited = predict_logits(model_obj, preprocess, splits.test.x, torch.device("cpu")).numpy().argmax(1) == splits.test.y
+    return edited, base, len(keys)
+
+
+@pytest.mark.parametrize("model,source,k", [("bert-rt", "pretrained", 4), ("effnet-digits", "zero", 4),
+                                            ("effnet-digits", "pretrained", 1)])
+def test_a_swap_point_matches_an_independent_computation(run, model, source, k):
+    from scipy import stats
+
+    family, fmt, _ = EDITED[model]
+
+    def swap(W, U, S, Vh, U_pt, Vh_pt):  # the top-k pairs (u, v) -> the pretrained ones or nothing, σ kept
+        X, Yh = (U_pt[:, :k], Vh_pt[:k]) if source == "pretrained" else (0 * U[:, :k], 0 * Vh[:k])
+        return W - (U[:, :k] * S[:k]) @ Vh[:k] + (X * S[:k]) @ Yh
+
+    edited, base, count = _edited_test_accuracy(run, model, family, fmt, lambda key: "ffn" in key, swap)
+    table = pd.read_csv(run / f"results/swap/{model}.csv")
+    row = table[(table["group"] == "ffn") & (table["source"] == source) & (table["k"] == k)].iloc[0]
+    assert row["matrices"] == count
+    assert row["base_accuracy"] == pytest.approx(base.mean(), abs=1e-12)
+    assert row["accuracy"] == pytest.approx(edited.mean(), abs=1e-12)
+    only_base, only_edited = int((base & ~edited).sum()), int((~base & edited).sum())
+    assert (row["only_base_correct"], row["only_edited_correct"]) == (only_base, only_edited)
+    p = stats.binomtest(only_base, only_base + only_edited, 0.5).pvalue if only_base + only_edited else 1.0
+    assert row["p_mcnemar"] == pytest.approx(p, rel=1e-9)
+    z = stats.norm.ppf(0.975)
+    n, acc = len(edited), edited.mean()
+    center = (acc + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(acc * (1 - acc) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((max(0, center - half), min(1, center + half)), abs=1e-12)
+
+
+def test_a_figure_of_interventions_builds_everything_it_needs_from_nothing(tmp_path):
+    config = tiny_suite.build(tmp_path)
+    out = snakemake(tmp_path, "-n", "results/fig12.pdf", "--configfile", str(config))
+    jobs = job_stats(out.stdout + out.stderr)
+    assert jobs == {"fetch_model": 2, "fetch_dataset": 2, "prepare_model": 2, "finetune": 2, "extract_weights": 4,
+                    "svd": 4, "swap": 2, "fig12": 1, "total": 19}, jobs
+
+
+@pytest.mark.parametrize("edit,said", [
+    (lambda c: c["interventions"].update(models=["bert"]), "interventions.models: 'bert' is not a model this workflow "
+                                                           "finetunes"),
+    (lambda c: c["interventions"].update(cross={"bert-rt": "effnet-digits"}),
+     "interventions.cross.bert-rt: donor 'effnet-digits' is finetuned from 'effnet', 'bert-rt' from 'bert'"),
+])
+def test_bad_interventions_stop_before_any_job(tmp_path, edit, said):
+    import yaml
+
+    config = tiny_suite.build(tmp_path)
+    spec = yaml.safe_load(config.read_text())
+    edit(spec)
+    config.write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = snakemake(tmp_path, "-n", "all", "--configfile", str(config), check=False)
+    assert out.returncode != 0 and said in out.stdout + out.stderr
+    assert not (tmp_path / "resources").exists()

@@ -61,15 +61,7 @@ def fig2(table: pd.DataFrame, swap: pd.DataFrame | None = None) -> plt.Figure:
     pairs = list(dict.fromkeys(ffn["pair"]))
     long = measures_long(ffn)
     fig = plt.figure(figsize=(11, 7.5 if swap is None else 11), layout="constrained")
-    if swap is None:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1])
-    else:
-        from .interventions import swap_delta_panel
-
-        top, bottom, swaps = fig.subfigures(3, 1, height_ratios=[1, 1, 1])
-        d, e = swaps.subplots(1, 2, sharey=True)
-        swap_delta_panel(d, swap, ("pretrained", "random", "zero"), "D  pretrained / random / zero vectors swapped in")
-        swap_delta_panel(e, swap, ("cross",), "E  another task's finetuned vectors swapped in")
+    top, bottom, *swaps = fig.subfigures(2 if swap is None else 3, 1)
     axes = top.subplots(1, 2, sharey=True)
     for ax, side, label in zip(axes, ("u", "v"), ("A  left singular vectors", "B  right singular vectors")):
         _curves(ax, long[long["side"] == side], pairs, label, log_x=True, legend=side == "u")
@@ -85,6 +77,12 @@ def fig2(table: pd.DataFrame, swap: pd.DataFrame | None = None) -> plt.Figure:
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)
         ax.set(title=pair, xlabel="layer", ylabel="rank" if ax is cells[0] else "")
         ax.grid(False)
+    if swaps:
+        from .interventions import swap_delta_panel
+
+        d, e = swaps[0].subplots(1, 2, sharey=True)
+        swap_delta_panel(d, swap, ("pretrained", "random", "zero"), "D  pretrained / random / zero vectors swapped in")
+        swap_delta_panel(e, swap, ("cross",), "E  another task's finetuned vectors swapped in")
     return fig
 
 

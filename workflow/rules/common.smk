@@ -5,7 +5,8 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)  # the specbasis package beside the Snakefile
 from snakemake.logging import logger
 
-from specbasis.config import MODALITIES, model_modality, modality, validate_config
+from specbasis.config import (MODALITIES, cross_donor, intervention_groups, intervention_models, intervention_sources,
+                              model_modality, modality, pretrained_of, validate_config)
 
 validate_config(config)  # fails at parse time, naming each bad key and what is allowed
 
@@ -14,6 +15,8 @@ PAIRS = config["pairs"]
 DATASETS = config["datasets"]
 FETCHED_MODELS = [m for m, spec in MODELS.items() if "source" in spec]
 FINETUNED_MODELS = [m for m, spec in MODELS.items() if "finetune" in spec]
+INTERVENTIONS = config["interventions"]
+EDITED_MODELS = intervention_models(config)  # the finetuned models the swap and mask rules run on
 PAIR_MODELS = sorted({PAIRS[p][role] for p in PAIRS for role in ("pretrained", "finetuned")})
 STYLE = str(Path(workflow.basedir) / "workflow" / "style" / "specbasis.mplstyle")  # part of the workflow, not of the run
 
@@ -31,6 +34,7 @@ wildcard_constraints:
     finetuned=alternatives(FINETUNED_MODELS),
     dataset=alternatives(DATASETS),
     pair=alternatives(PAIRS),
+    edited=alternatives(EDITED_MODELS),
 
 
 def _fetch_params(spec):
@@ -74,7 +78,12 @@ def finetune_dataset_dir(wildcards):
 
 def finetune_settings(wildcards):
     """Training settings of the finetuned model's modality, the dataset's reader and the seed."""
-    spec = MODELS[wildcards.finetuned]
+    return settings_of_finetune(wildcards.finetuned)
+
+
+def settings_of_finetune(model):
+    """finetune_settings of a model by name."""
+    spec = MODELS[model]
     dataset = DATASETS[spec["finetune"]["dataset"]]
     return {
         "family": spec["family"],
@@ -153,7 +162,78 @@ def brain_tables():
     return [table for which in ("eeg", "fmri") for table in modality_tables(which)]
 
 
-FIGURES = ["fig2", "fig3", "fig6", "fig7", "fig8", "fig10", "fig11", "fig16", "fig18", "fig19", "fig20"]
+def edited_model_dir(wildcards):
+    """results/models/<model> of a model the interventions edit."""
+    return f"results/models/{wildcards.edited}"
+
+
+def edited_pretrained_svd(wildcards):
+    """The SVD store of the pretrained model an edited model was finetuned from (the `pretrained` donor)."""
+    return f"results/svd/{pretrained_of(config, wildcards.edited)}.h5"
+
+
+def edited_cross_svds(wildcards):
+    """[] or the SVD store of an edited model's cross-task donor (interventions.cross)."""
+    donor = cross_donor(config, wildcards.edited)
+    return [f"results/svd/{donor}.h5"] if donor else []
+
+
+def edited_dataset_dir(wildcards):
+    """resources/datasets/<dataset> an edited model was finetuned on (its test split is evaluated)."""
+    return f"resources/datasets/{MODELS[wildcards.edited]['finetune']['dataset']}"
+
+
+def _edited_common(model):
+    train = settings_of_finetune(model)
+    return {
+        "model": model,
+        "family": MODELS[model]["family"],
+        "device": config["device"],
+        # the finetune's split: the same reader, seed and caps give the same test examples
+        "split": {k: train.get(k) for k in ("format", "seed", "max_train", "max_eval")},
+        "groups": intervention_groups(config, model),
+        "max_eval": INTERVENTIONS["max_eval"],
+        "batch_size": INTERVENTIONS["batch_size"],
+    }
+
+
+def swap_settings(wildcards):
+    """Swap settings of one model: groups, sources, k grid, donors' names, random seed."""
+    model = wildcards.edited
+    return {
+        **_edited_common(model),
+        "sources": intervention_sources(config, model),
+        "k": INTERVENTIONS["k"],
+        "seed": INTERVENTIONS.get("seed", config["seed"]),
+        "pretrained": pretrained_of(config, model),
+        "cross": cross_donor(config, model),
+    }
+
+
+def mask_settings(wildcards):
+    """Mask settings of one model: groups, orders, fractions."""
+    return {**_edited_common(wildcards.edited), "orders": INTERVENTIONS["orders"],
+            "fractions": INTERVENTIONS["fractions"]}
+
+
+def swap_tables():
+    """results/swap/<model>.csv of every model the interventions edit."""
+    return expand("results/swap/{model}.csv", model=EDITED_MODELS)
+
+
+def mask_tables():
+    """results/mask/<model>.csv of every model the interventions edit."""
+    return expand("results/mask/{model}.csv", model=EDITED_MODELS)
+
+
+_NO_DONOR = [m for m in EDITED_MODELS if "cross" in INTERVENTIONS["sources"] and not cross_donor(config, m)]
+if _NO_DONOR:
+    logger.warning(f"interventions: no cross donor (interventions.cross) for {', '.join(_NO_DONOR)}: their "
+                   "cross-task swaps are left out (fig13, fig15 say so)")
+
+
+FIGURES = ["fig2", "fig3", "fig6", "fig7", "fig8", "fig10", "fig11", "fig12", "fig13", "fig14", "fig15", "fig16",
+           "fig17", "fig18", "fig19", "fig20"]
 # fig18 correlates alignment with held-out accuracy: measured for the models this workflow finetunes,
 # taken from the config (`accuracy:`) for hub models. Pairs with neither are left out of its tests
 # (said as a warning); with fewer than MIN_TESTED_PAIRS left, fig18 is left out of `all`.

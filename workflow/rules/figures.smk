@@ -4,6 +4,7 @@
 rule fig2:
     input:
         tables=pair_tables("alignment"),
+        swap=swap_tables(),
         style=STYLE,
     output:
         pdf=report("results/fig2.pdf", caption="../report/fig2.rst", category="Alignment"),

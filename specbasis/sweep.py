@@ -1,0 +1,237 @@
+"""Intervention sweeps: one finetuned model, loaded once, evaluated unedited, then at every point of a
+grid, each point an in-place edit of its weights (specbasis.writeback) that is undone after it.
+
+    swap  group x source x k        the top-k singular pairs of every matrix of the group replaced
+                                    (specbasis.interventions: pretrained, cross, random,
+                                    random_orthogonal, zero), σ kept
+    mask  group x order x fraction  a fraction of every matrix's components removed, top-down or
+                                    bottom-up
+
+Every point is compared with the unedited model on the same examples (specbasis.evaluate.compare):
+accuracy, its 95% Wilson interval, Δ accuracy and an exact McNemar p. A point whose corrections are
+all of rank 0 (k = 0, fraction 0) leaves W̃ exactly as it is, so its evaluation IS the unedited one:
+it is not run again.
+
+Which k: a group's grid is the requested k's up to the smallest rank min(m, n) among its matrices
+(`usable_ks`), so every matrix of the group gets the same k; the k's left out are logged. Anything
+else that cannot be done (a donor of another shape or lacking a matrix, a store holding too few
+vectors, a group without matrices) is an error raised while planning, before any evaluation, naming
+the model, the matrix and the value (`swap_points` and `mask_points` build the largest edit of each
+line once to run every check of specbasis.interventions).
+
+Everything here takes the loaded objects (a LiveMatrices, SVDs, an `evaluate_now` callable), so the
+tests drive it with tiny models; `load_subject` is what the workflow scripts call to load a
+finetuned model and its test split as the finetune saw them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from specbasis.evaluate import Evaluation, compare
+from specbasis.interventions import (DONOR_HOWS, HOWS, ORDERS, LowRank, edit_group, group_ids, mask_count,
+                                     mask_group)
+from specbasis.svd import SVD
+from specbasis.writeback import LiveMatrices
+
+log = logging.getLogger(__name__)
+
+STATS = ["n", "accuracy", "ci_low", "ci_high", "base_accuracy", "base_ci_low", "base_ci_high", "delta",
+         "only_base_correct", "only_edited_correct", "p_mcnemar"]
+SWAP_COLUMNS = ["model", "group", "source", "donor", "k", "matrices", *STATS]
+MASK_COLUMNS = ["model", "group", "order", "fraction", "removed", "components", "matrices", *STATS]
+STORE_RTOL = 1e-3  # |W_live - U S Vh| / |W_live|: a float32 store of this very model is ~1e-6
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a sweep: its labels (the CSV columns before the statistics) and its edit."""
+
+    labels: dict
+    corrections: Callable[[], dict[str, LowRank]]  # id -> Δ, built when the point is run
+
+
+# ----------------------------------------------------------------------------------- planning
+
+def model_groups(ids: Iterable[str], groups: Sequence[str], model: str = "?") -> dict[str, list[str]]:
+    """group -> its matrix ids; a group without matrices is an error naming the model and the group."""
+    ids = list(ids)
+    return {group: group_ids(ids, group, model) for group in groups}
+
+
+def rank_limit(svds: Mapping[str, SVD], ids: Iterable[str]) -> int:
+    """The smallest rank min(m, n) among the matrices `ids`."""
+    return min(min(svds[i].U.shape[0], svds[i].Vh.shape[1]) for i in ids)
+
+
+def usable_ks(ks: Iterable[int], limit: int) -> tuple[list[int], list[int]]:
+    """(the k's <= limit, sorted; the k's left out)."""
+    ks = sorted(set(int(k) for k in ks))
+    return [k for k in ks if k <= limit], [k for k in ks if k > limit]
+
+
+def check_store(live: LiveMatrices, svds: Mapping[str, SVD], ids: Iterable[str], model: str = "?") -> None:
+    """The SVD store must be that of the live model's matrices: same shapes, U S Vh reconstructing them."""
+    for key in ids:
+        if key not in svds:
+            raise KeyError(f"model {model}: its SVD store has no matrix {key!r}; it holds {len(svds)} "
+                           f"(e.g. {', '.join(sorted(svds)[:4])}): the store is not this model's")
+        W = live.original(key).double().cpu().numpy()           # (m, n)
+        svd = svds[key]
+        m, n = svd.U.shape[0], svd.Vh.shape[1]
+        if W.shape != (m, n):
+            raise ValueError(f"matrix {key} of {model}: the model holds a {W.shape} matrix, its SVD store a "
+                             f"({m}, {n}) one: the store is not this model's")
+        K = svd.U.shape[1]
+        rec = (svd.U.astype(np.float64) * svd.S[:K]) @ svd.Vh.astype(np.float64)
+        err = np.linalg.norm(W - rec) / max(np.linalg.norm(W), np.finfo(float).tiny)
+        if K == min(m, n) and not err <= STORE_RTOL:
+            raise ValueError(f"matrix {key} of {model}: its SVD store reconstructs the model's matrix only to a "
+                             f"relative error of {err:.2g} (> {STORE_RTOL}): the store is not this model's "
+                             f"(rebuild results/svd for it)")
+
+
+def swap_points(svds: Mapping[str, SVD], groups: Mapping[str, list[str]], sources: Sequence[str], ks: Iterable[int],
+                donors: Mapping[str, tuple[str, Mapping[str, SVD]]] | None = None, seed: int = 0,
+                model: str = "?") -> list[Point]:
+    """Every swap point: group x source x k, k up to the group's smallest rank (larger k's logged).
+
+    donors: {'pretrained': (its name, its SVDs), 'cross': (...)} for the sources that need one.
+    The largest-k edit of every (group, source) is built here once, so that every check runs now."""
+    donors = dict(donors or {})
+    points = []
+    for source in sources:
+        if source not in HOWS:
+            raise ValueError(f"model {model}: unknown swap source {source!r}; allowed: {', '.join(HOWS)}")
+        if source in DONOR_HOWS and source not in donors:
+            raise ValueError(f"model {model}: source {source!r} needs a donor model's SVDs; none given")
+    for group, ids in groups.items():
+        grid, dropped = usable_ks(ks, rank_limit(svds, ids))
+        if dropped:
+            log.info("%s %s: k = %s left out: above the group's smallest rank %d", model, group,
+                     ", ".join(map(str, dropped)), rank_limit(svds, ids))
+        for source in sources:
+            donor_name, donor = donors.get(source, ("", None)) if source in DONOR_HOWS else ("", None)
+
+            def make(k=0, ids=ids, source=source, donor=donor, donor_name=donor_name):
+                return edit_group(svds, ids, source, k, donors=donor, seed=seed, model=model,
+                                  donor_model=donor_name or "the donor")
+
+            if grid:
+                make(max(grid))  # every check of every matrix, before any evaluation
+            points += [Point({"model": model, "group": group, "source": source, "donor": donor_name, "k": k,
+                              "matrices": len(ids)}, lambda k=k, make=make: make(k)) for k in grid]
+    return points
+
+
+def mask_points(svds: Mapping[str, SVD], groups: Mapping[str, list[str]], orders: Sequence[str],
+                fractions: Iterable[float], model: str = "?") -> list[Point]:
+    """Every masking point: group x order x fraction (the largest fraction of each line built once here)."""
+    fractions = sorted(set(float(f) for f in fractions))
+    for order in orders:
+        if order not in ORDERS:
+            raise ValueError(f"model {model}: unknown masking order {order!r}; allowed: {', '.join(ORDERS)}")
+    points = []
+    for group, ids in groups.items():
+        ranks = [min(svds[i].U.shape[0], svds[i].Vh.shape[1]) for i in ids]
+        for order in orders:
+            def make(f=0.0, ids=ids, order=order):
+                return mask_group(svds, ids, order, f, model=model)
+
+            if fractions:
+                make(max(fractions))
+            points += [Point({"model": model, "group": group, "order": order, "fraction": f,
+                              "removed": sum(mask_count(f, r) for r in ranks), "components": sum(ranks),
+                              "matrices": len(ids)}, lambda f=f, make=make: make(f)) for f in fractions]
+    return points
+
+
+# ------------------------------------------------------------------------------------ running
+
+def run_sweep(live: LiveMatrices, points: Sequence[Point], evaluate_now: Callable[[], Evaluation],
+              columns: Sequence[str] | None = None, base: Evaluation | None = None) -> pd.DataFrame:
+    """Evaluate the unedited model (unless `base` is given), then every point: edit in place, evaluate,
+    restore. One row per point: its labels and compare(unedited, edited), plus the unedited interval."""
+    t0 = time.perf_counter()
+    base = evaluate_now() if base is None else base
+    lo, hi = base.interval()
+    log.info("%s unedited: accuracy %.4f [%.4f, %.4f] on %d examples (%.1f s)", live.name, base.accuracy, lo, hi,
+             base.n, time.perf_counter() - t0)
+    rows = []
+    for i, point in enumerate(points, start=1):
+        t = time.perf_counter()
+        deltas = point.corrections()
+        if all(d.rank == 0 for d in deltas.values()):
+            result = base  # W̃ exactly: the unedited evaluation
+        else:
+            with live.edited(deltas):
+                result = evaluate_now()
+        row = {**point.labels, **compare(base, result), "base_ci_low": lo, "base_ci_high": hi}
+        rows.append(row)
+        log.info("%d/%d %s: accuracy %.4f [%.4f, %.4f], delta %+.4f, McNemar p %.3g (%.2f s)", i, len(points),
+                 " ".join(f"{k}={v}" for k, v in point.labels.items() if k not in ("model", "matrices")),
+                 row["accuracy"], row["ci_low"], row["ci_high"], row["delta"], row["p_mcnemar"],
+                 time.perf_counter() - t)
+    log.info("%s: %d points in %.1f s", live.name, len(points), time.perf_counter() - t0)
+    table = pd.DataFrame(rows)
+    if columns is not None:
+        table = table.reindex(columns=list(columns))
+    return table
+
+
+# -------------------------------------------------------------------------------- the workflow
+
+@dataclass
+class Subject:
+    """A finetuned model loaded for a sweep, with its test split as its finetune saw it."""
+
+    name: str
+    model: object          # torch.nn.Module, on `device`, eval mode
+    preprocess: Callable
+    test: object           # specbasis.data.Part
+    device: object         # torch.device
+    live: LiveMatrices
+
+    def evaluator(self, batch_size: int, max_examples: int | None) -> Callable[[], Evaluation]:
+        from specbasis.evaluate import evaluate
+
+        return lambda: evaluate(self.model, self.preprocess, self.test, self.device, batch_size, max_examples)
+
+
+def load_subject(name: str, model_dir: str | Path, data_dir: str | Path, family: str, split: Mapping,
+                 device: str = "auto") -> Subject:
+    """Load a finetuned model once (its recorded preprocessing) and the test split its finetune used.
+
+    split: the finetune's reader `format`, `seed`, `max_train` and `max_eval` (load_splits caps test
+    with max_eval), so the examples are the ones its metrics.json test accuracy was measured on."""
+    import torch
+
+    from specbasis.data import load_splits
+    from specbasis.device import resolve_device
+    from specbasis.models import load_classifier
+
+    splits = load_splits(split["format"], Path(data_dir), split["seed"], max_train=split.get("max_train"),
+                         max_eval=split.get("max_eval"))
+    metrics_path = Path(model_dir) / "metrics.json"
+    if metrics_path.is_file():
+        trained = json.loads(metrics_path.read_text())
+        if trained.get("num_classes") != splits.num_classes or trained.get("sizes", {}).get("test") != len(splits.test):
+            raise ValueError(f"model {name}: its finetune saw {trained.get('num_classes')} classes and "
+                             f"{trained.get('sizes', {}).get('test')} test examples, the split made here has "
+                             f"{splits.num_classes} and {len(splits.test)}: the split settings differ from the "
+                             f"finetune's (seed, max_train, max_eval)")
+    model, preprocess = load_classifier(Path(model_dir), family, splits.num_classes)
+    device = resolve_device(device)
+    if device.type == "cpu":
+        # as the finetune does: edited weights (random vectors above all) drive activations into denormal
+        # floats, which x86 CPUs handle in microcode; measured on EfficientNet, a point went 0.15 s -> 5 s
+        torch.set_flush_denormal(True)
+    model.to(device)
+    return Subject(name, model, preprocess, splits.test, device, LiveMatrices(model, family, name=name))

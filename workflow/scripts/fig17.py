@@ -1,0 +1,31 @@
+"""Figure 17: accuracy after masking a fraction of every matrix's singular components, top-down vs
+bottom-up, FFN and attention, one panel per model.
+
+input.tables: results/mask/{model}.csv of every edited model (none: a page says so); input.style: the
+shared style file. output.pdf, output.png.
+"""
+import logging
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from specbasis.figures import save
+from specbasis.figures.interventions import fig17
+from specbasis.logs import setup_logging
+from specbasis.sweep import MASK_COLUMNS
+from specbasis.tables import read_csvs
+
+
+def main(tables: list[str], style: str, pdf: str, png: str) -> None:
+    plt.style.use(style)
+    table = read_csvs(tables) if tables else pd.DataFrame(columns=MASK_COLUMNS)
+    for (model, group, order), sub in table.groupby(["model", "group", "order"], sort=False):
+        kept = sub[sub["p_mcnemar"] >= 0.05]["fraction"]
+        logging.getLogger("specbasis").info("%s %s %s: largest fraction without a significant change %s",
+                                            model, group, order, kept.max() if len(kept) else "none")
+    save(fig17(table), pdf, png)
+
+
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+    main(snakemake.input.tables, snakemake.input.style, snakemake.output.pdf, snakemake.output.png)  # noqa: F821
