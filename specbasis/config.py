@@ -31,6 +31,8 @@ FAMILY_MODALITY = {**{f: "language" for f in HF_FAMILIES - VISION_FAMILIES},
 FAMILY_FORMATS = {**{f: ("hf", "state_dict") for f in HF_FAMILIES},
                   **{f: ("timm", "state_dict") for f in TIMM_FAMILIES}, "efficientnet_lite": ("timm", "lukemelas", "state_dict"),
                   "labram": ("state_dict",), "brain_jepa": ("state_dict",)}
+# Dataset formats with a held-out part only (specbasis.data.EVAL_FORMATS): evaluate_on, never finetune.
+EVAL_ONLY_FORMATS = ("glue",)
 # Families the workflow can finetune (a classifier class and a data reader exist for them).
 FINETUNABLE_FAMILIES = (HF_FAMILIES - {"vit_mae"}) | TIMM_FAMILIES
 # Matrix groups of the interventions (specbasis.interventions.GROUPS) each family's name map yields:
@@ -115,6 +117,18 @@ def _cross_checks(config: dict) -> list[str]:
             problems.append(f"{where}.finetune: the workflow cannot finetune family {model['family']!r} (no classifier "
                             f"and data reader for it); bring the finetuned checkpoint as a source instead. Finetunable: "
                             f"{', '.join(sorted(FINETUNABLE_FAMILIES))}")
+        if "evaluate_on" in model:
+            data = model["evaluate_on"]
+            if has_finetune:
+                problems.append(f"{where}.evaluate_on: a model the workflow finetunes is evaluated on its finetune's "
+                                f"test split; evaluate_on is for fetched models")
+            elif data not in datasets:
+                problems.append(f"{where}.evaluate_on: {data!r} is not a dataset; datasets: "
+                                f"{', '.join(datasets) or '(none)'}")
+        if has_finetune and datasets.get(model["finetune"]["dataset"], {}).get("format") in EVAL_ONLY_FORMATS:
+            problems.append(f"{where}.finetune.dataset: {model['finetune']['dataset']!r} is evaluation-only "
+                            f"(format {datasets[model['finetune']['dataset']]['format']}: no training split); name "
+                            f"it with evaluate_on on a fetched model instead")
         if has_finetune:
             base, data = model["finetune"]["from"], model["finetune"]["dataset"]
             if base not in models:
@@ -126,6 +140,9 @@ def _cross_checks(config: dict) -> list[str]:
                 problems.append(f"{where}.finetune.dataset: {data!r} is not a dataset; "
                                 f"datasets: {', '.join(datasets) or '(none)'}")
     for name, dataset in datasets.items():
+        if (dataset["format"] in EVAL_ONLY_FORMATS) != ("task" in dataset):
+            problems.append(f"datasets.{name}.task: " + (f"required for format {dataset['format']!r}" if "task" not in
+                            dataset else f"only format(s) {', '.join(EVAL_ONLY_FORMATS)} take a task"))
         src = dataset["source"]
         if src.startswith(NEEDS_SHA256) and "sha256" not in dataset:
             problems.append(f"datasets.{name}.sha256: required for source {src!r} (not content-addressed)")
@@ -143,7 +160,7 @@ def _cross_checks(config: dict) -> list[str]:
             if len(kinds) > 1:
                 problems.append(f"pairs.{name}: pretrained and finetuned modalities differ ({', '.join(sorted(kinds))}); "
                                 f"set the same `modality:` on both models")
-    return problems + _intervention_checks(config)
+    return problems + _intervention_checks(config) + dynamics_problems(config)
 
 
 def _intervention_checks(config: dict) -> list[str]:
@@ -151,15 +168,15 @@ def _intervention_checks(config: dict) -> list[str]:
     model, groups each model has, k within what the SVD stores hold."""
     section, models = config.get("interventions", {}), config.get("models", {})
     problems = []
-    made = [m for m, spec in models.items() if "finetune" in spec]
+    made = [m for m, spec in models.items() if "finetune" in spec or "evaluate_on" in spec]
     for name in section.get("models") or []:
         if name not in models:
             problems.append(f"interventions.models: {name!r} is not a model; models: {', '.join(models)}")
-        elif "finetune" not in models[name]:
-            problems.append(f"interventions.models: {name!r} is not a model this workflow finetunes (it has no "
-                            f"`finetune:`): an intervention re-evaluates a model on its finetune's test split; "
-                            f"finetuned models: {', '.join(made) or '(none)'}")
-    chosen = [m for m in intervention_models(config) if m in models and "finetune" in models[m]]
+        elif name not in made:
+            problems.append(f"interventions.models: {name!r} has no test data: an intervention re-evaluates a "
+                            f"model on its finetune's test split (`finetune:`) or, for a fetched model, on the "
+                            f"dataset its `evaluate_on:` names; models with either: {', '.join(made) or '(none)'}")
+    chosen = [m for m in intervention_models(config) if m in made]
     for name, donor in section.get("cross", {}).items():
         where = f"interventions.cross.{name}"
         if name not in chosen:
@@ -254,3 +271,95 @@ def intervention_sources(config: dict, model: str) -> list[str]:
 def model_modality(model: dict) -> str:
     """'vision', 'language', 'eeg' or 'fmri': the model's `modality:`, else its family's."""
     return model.get("modality") or FAMILY_MODALITY[model["family"]]
+
+
+# ------------------------------------------------------------------------- pretraining dynamics
+
+DYNAMICS_PRETRAIN_FORMATS = ("idx", "cifar10")  # specbasis.dynamics_data.PRETRAIN_FORMATS: with a training split
+DYNAMICS_FORMATS = ("idx", "mnist_csv", "cifar10")
+DYNAMICS_IMAGES = {"idx": (28, 1), "mnist_csv": (28, 1), "cifar10": (32, 3)}  # (side, channels) of each format
+
+
+def dynamics_datasets(config: dict) -> dict:
+    """Every dataset the dynamics stage may name: `datasets` and dynamics.datasets."""
+    return {**config.get("datasets", {}), **config.get("dynamics", {}).get("datasets", {})}
+
+
+def dynamics_settings(section: dict) -> dict:
+    """A dynamics.{pretrain,classify,reconstruct} section as specbasis.dynamics.TrainSettings fields."""
+    return {k: v for k, v in section.items() if k != "images"}
+
+
+def scale_name(n: int) -> str:
+    """How a scale is spelt in paths: 1000 -> 1k, 50000 -> 50k, 1500 -> 1500."""
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+# specbasis.mae.MAESpec's defaults and cross-field rules, restated here so that checking a config at parse time
+# does not import torch (~2 s); tests/test_dynamics_stage.py checks both refuse the same specs.
+MAE_SPEC_DEFAULTS = {"image_size": 28, "patch_size": 4, "num_channels": 1, "hidden_size": 64, "num_layers": 4,
+                     "num_heads": 2, "mlp_ratio": 4, "decoder_hidden_size": 32, "decoder_layers": 1, "decoder_heads": 2,
+                     "mask_ratio": 0.6, "norm_pix_loss": False}
+
+
+def mae_spec_problems(spec: dict) -> list[str]:
+    """What MAESpec would refuse in a (schema-valid) dynamics.spec, without importing torch."""
+    s = {**MAE_SPEC_DEFAULTS, **spec}
+    problems = []
+    if s["image_size"] % s["patch_size"]:
+        problems.append(f"image_size={s['image_size']} is not a multiple of patch_size={s['patch_size']}")
+    for width, heads, what in ((s["hidden_size"], s["num_heads"], ""), (s["decoder_hidden_size"], s["decoder_heads"],
+                                                                         "decoder_")):
+        if width % 4:
+            problems.append(f"{what}hidden_size={width}: the 2-D sin-cos position embedding needs a multiple of 4")
+        if width % heads:
+            problems.append(f"{what}hidden_size={width} is not divisible by {what or 'num_'}heads={heads}")
+    if int((s["image_size"] // s["patch_size"]) ** 2 * (1 - s["mask_ratio"])) < 1:
+        problems.append(f"mask_ratio={s['mask_ratio']} leaves no visible patch")
+    return problems
+
+
+def dynamics_problems(config: dict) -> list[str]:
+    """Cross-checks of the dynamics section (absent: none)."""
+    dyn = config.get("dynamics")
+    if dyn is None:
+        return []
+    problems = []
+    known = dynamics_datasets(config)
+    for name in sorted(set(dyn.get("datasets", {})) & set(config.get("datasets", {}))):
+        problems.append(f"dynamics.datasets.{name}: already a dataset of `datasets`; give it another name")
+    for name, dataset in dyn.get("datasets", {}).items():
+        if dataset["source"].startswith(NEEDS_SHA256) and "sha256" not in dataset:
+            problems.append(f"dynamics.datasets.{name}.sha256: required for source {dataset['source']!r}")
+        if dataset["source"].startswith(NEEDS_MEMBER) and "member" not in dataset:
+            problems.append(f"dynamics.datasets.{name}.member: required for source {dataset['source']!r}")
+    for key, formats in (("data", DYNAMICS_PRETRAIN_FORMATS), ("new_data", DYNAMICS_FORMATS)):
+        name = dyn[key]
+        if name not in known:
+            problems.append(f"dynamics.{key}: {name!r} is not a dataset; datasets: {', '.join(known) or '(none)'}")
+        elif known[name]["format"] not in formats:
+            problems.append(f"dynamics.{key}: {name!r} has format {known[name]['format']!r}; allowed: {', '.join(formats)}")
+    problems += [f"dynamics.spec: {p}" for p in mae_spec_problems(dyn["spec"])]
+    spec = {**MAE_SPEC_DEFAULTS, **dyn["spec"]}
+    for key in ("data", "new_data"):
+        fmt = known.get(dyn[key], {}).get("format")
+        if fmt in DYNAMICS_IMAGES and DYNAMICS_IMAGES[fmt][1] != spec["num_channels"]:
+            problems.append(f"dynamics.spec.num_channels={spec['num_channels']}: {key} {dyn[key]!r} ({fmt}) has "
+                            f"{DYNAMICS_IMAGES[fmt][1]} channel(s)")
+        if fmt in DYNAMICS_IMAGES and DYNAMICS_IMAGES[fmt][0] > spec["image_size"]:
+            problems.append(f"dynamics.spec.image_size={spec['image_size']}: {key} {dyn[key]!r} ({fmt}) has "
+                            f"{DYNAMICS_IMAGES[fmt][0]}x{DYNAMICS_IMAGES[fmt][0]} images (smaller ones are zero-padded)")
+    for key in ("pretrain", "classify", "reconstruct"):
+        if "epochs" not in dyn[key]:
+            problems.append(f"dynamics.{key}.epochs: required")
+        elif not dyn[key]["warmup_epochs"] < dyn[key]["epochs"]:
+            problems.append(f"dynamics.{key}.warmup_epochs={dyn[key]['warmup_epochs']}: want < epochs={dyn[key]['epochs']}")
+        if key != "pretrain" and "images" not in dyn[key]:
+            problems.append(f"dynamics.{key}.images: required (how many images post-training uses)")
+    names = [scale_name(n) for n in dyn["scales"]]
+    if len(set(names)) != len(names):
+        problems.append(f"dynamics.scales: {dyn['scales']} spell the same path twice ({names})")
+    made = {f"mae-{n}" for n in names} | {f"mae-{n}-{m}" for n in names for m in dyn["modes"]}
+    for name in sorted(made & set(config.get("models", {}))):
+        problems.append(f"models.{name}: results/models/{name} is made by the dynamics stage; rename the model")
+    return problems

@@ -50,7 +50,7 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 from specbasis.alignment import matched_cos, subspace_similarity
 from specbasis.device import resolve_device
 from specbasis.mae import (FASHION_MNIST_MEAN, FASHION_MNIST_STD, LAST_FFN, MAEClassifier, MAESpec, analysed_ids,
-                           as_spec, build_mae, mask_noise, matrices, to_pixels)
+                           as_spec, build_mae, from_mapping, mask_noise, matrices, to_pixels)
 from specbasis.store import atomic_dir, atomic_path
 from specbasis.svd import svd_batch
 from specbasis.tables import id_columns
@@ -108,11 +108,7 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "TrainSettings":
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(allowed))
-        if unknown:
-            raise ValueError(f"training settings: unknown key(s) {unknown}; allowed: {', '.join(allowed)}")
-        return cls(**dict(d))
+        return from_mapping(cls, d, "training settings")
 
 
 def _settings(s: TrainSettings | Mapping) -> TrainSettings:

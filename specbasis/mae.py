@@ -35,6 +35,15 @@ from torch import nn
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530  # of the 60k training images, pixels in [0, 1]
 
 
+def from_mapping(cls, d: Mapping, what: str):
+    """cls(**d) for a dataclass `cls`, refusing unknown keys with a message listing the allowed ones."""
+    allowed = [f.name for f in fields(cls)]
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise ValueError(f"{what}: unknown key(s) {unknown}; allowed: {', '.join(allowed)}")
+    return cls(**dict(d))
+
+
 @dataclass(frozen=True)
 class MAESpec:
     """Sizes of the ViTMAE; validated on construction. `mae_config` turns it into a ViTMAEConfig."""
@@ -82,11 +91,7 @@ class MAESpec:
     @classmethod
     def from_dict(cls, d: Mapping) -> "MAESpec":
         """From a config mapping; unknown keys are an error that lists the allowed ones."""
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(allowed))
-        if unknown:
-            raise ValueError(f"MAE spec: unknown key(s) {unknown}; allowed: {', '.join(allowed)}")
-        return cls(**dict(d))
+        return from_mapping(cls, d, "MAE spec")
 
     def to_dict(self) -> dict:
         return asdict(self)

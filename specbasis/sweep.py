@@ -217,21 +217,78 @@ def load_subject(name: str, model_dir: str | Path, data_dir: str | Path, family:
     from specbasis.device import resolve_device
     from specbasis.models import load_classifier
 
-    splits = load_splits(split["format"], Path(data_dir), split["seed"], max_train=split.get("max_train"),
-                         max_eval=split.get("max_eval"))
-    metrics_path = Path(model_dir) / "metrics.json"
-    if metrics_path.is_file():
-        trained = json.loads(metrics_path.read_text())
-        if trained.get("num_classes") != splits.num_classes or trained.get("sizes", {}).get("test") != len(splits.test):
-            raise ValueError(f"model {name}: its finetune saw {trained.get('num_classes')} classes and "
-                             f"{trained.get('sizes', {}).get('test')} test examples, the split made here has "
-                             f"{splits.num_classes} and {len(splits.test)}: the split settings differ from the "
-                             f"finetune's (seed, max_train, max_eval)")
-    model, preprocess = load_classifier(Path(model_dir), family, splits.num_classes)
+    if split.get("held_out", "finetune") == "evaluate_on":  # a fetched model: its evaluate_on dataset
+        test, model, preprocess = _load_fetched(name, model_dir, data_dir, family, split)
+    else:
+        splits = load_splits(split["format"], Path(data_dir), split["seed"], max_train=split.get("max_train"),
+                             max_eval=split.get("max_eval"))
+        metrics_path = Path(model_dir) / "metrics.json"
+        if metrics_path.is_file():
+            trained = json.loads(metrics_path.read_text())
+            if trained.get("num_classes") != splits.num_classes or trained.get("sizes", {}).get("test") != len(splits.test):
+                raise ValueError(f"model {name}: its finetune saw {trained.get('num_classes')} classes and "
+                                 f"{trained.get('sizes', {}).get('test')} test examples, the split made here has "
+                                 f"{splits.num_classes} and {len(splits.test)}: the split settings differ from the "
+                                 f"finetune's (seed, max_train, max_eval)")
+        model, preprocess = load_classifier(Path(model_dir), family, splits.num_classes)
+        test = splits.test
     device = resolve_device(device)
     if device.type == "cpu":
         # as the finetune does: edited weights (random vectors above all) drive activations into denormal
         # floats, which x86 CPUs handle in microcode; measured on EfficientNet, a point went 0.15 s -> 5 s
         torch.set_flush_denormal(True)
     model.to(device)
-    return Subject(name, model, preprocess, splits.test, device, LiveMatrices(model, family, name=name))
+    return Subject(name, model, preprocess, test, device, LiveMatrices(model, family, name=name))
+
+
+def load_sweep(model_dir: str | Path, svd_path: str | Path, data_dir: str | Path, settings: Mapping,
+               threads: int) -> tuple[Subject, dict[str, SVD], dict[str, list[str]]]:
+    """What a swap or mask job starts from: the model loaded once with its test part, its SVD store, and
+    the matrix ids of each of settings['groups'], the store checked against the live matrices."""
+    import os
+
+    import torch
+
+    from specbasis.svd import read_svd
+
+    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
+    name = settings["model"]
+    subject = load_subject(name, model_dir, data_dir, settings["family"], settings["split"], settings["device"])
+    svds = read_svd(svd_path)
+    groups = model_groups(subject.live.ids, settings["groups"], name)
+    check_store(subject.live, svds, [i for ids in groups.values() for i in ids], name)
+    return subject, svds, groups
+
+
+def _load_fetched(name: str, model_dir: str | Path, data_dir: str | Path, family: str, split: Mapping):
+    """(test part, model, preprocess) of a fetched finetuned model (a hub checkpoint with its own head)
+    on its evaluate_on dataset: the head's rows are put in the dataset's class order once, through the
+    checkpoint's id2label or the config's `labels` (labels.logit_order refuses generic names)."""
+    from specbasis.data import load_test
+    from specbasis.labels import logit_order
+    from specbasis.models import load_classifier
+
+    held = load_test(split["format"], Path(data_dir), split["seed"], task=split.get("task"))
+    checkpoint = json.loads((Path(model_dir) / "config.json").read_text())
+    order = logit_order(checkpoint, held.classes, model=name, labels=split.get("labels"))
+    model, preprocess = load_classifier(Path(model_dir), family, len(held.classes))
+    model.load_state_dict(reorder_head(model, order, name))
+    return held.part, model, preprocess
+
+
+def reorder_head(model, order: Sequence[int], name: str = "?") -> dict:
+    """The model's state dict with its output layer's rows permuted, so that logit j is class order[j]'s
+    (logits[:, order] of the original): the one Linear of the head whose outputs are the classes."""
+    from specbasis.methods import head_modules
+
+    n = len(order)
+    heads = head_modules(model)
+    state = model.state_dict()
+    rows = [k for k in state if any(k.startswith(h + ".") for h in heads) and state[k].ndim >= 1
+            and state[k].shape[0] == n and k.rsplit(".", 1)[-1] in ("weight", "bias")]
+    weights = [k for k in rows if k.endswith(".weight")]
+    if len(weights) != 1:
+        raise ValueError(f"model {name}: cannot find the one output layer of its head with {n} rows among "
+                         f"{heads} (found {weights or 'none'}); its logits cannot be put in the dataset's class order")
+    layer = weights[0].removesuffix(".weight")
+    return {k: (v[list(order)] if k in (f"{layer}.weight", f"{layer}.bias") else v) for k, v in state.items()}

@@ -40,7 +40,7 @@ def _break(config, edit):
 CASES = [
     # (what is wrong, edit, fragments the message must contain)
     ("misspelt top-level key", lambda c: c.update(modles=c["models"]),
-     ["<top level>", "'modles'", "allowed: alignment, datasets, device, finetune, generalization, interventions, models, pairs, seed, svd"]),
+     ["<top level>", "'modles'", "allowed: alignment, datasets, device, dynamics, finetune, generalization, interventions, models, pairs, seed, svd"]),
     ("misspelt model key", lambda c: c["models"]["minilm"].update(famly="bert"),
      ["models.minilm", "'famly'", "allowed:", "family"]),
     ("unknown family", lambda c: c["models"]["minilm"].update(family="bret"),
@@ -151,7 +151,9 @@ PAPER_TABLE3 = [
 PAPER_ID_SPELLING = {"xlnet-base-cased": "xlnet/xlnet-base-cased", "xlnet-large-cased": "xlnet/xlnet-large-cased"}
 # Pairs config/paper.yaml carries that the tables do not list (no accuracy: the paper gives none).
 PAPER_EXTRAS = {"timm:convnext_base.fb_in22k_ft_in1k", "hf:microsoft/deberta-base-mnli@main",
-                "hf:prajjwal1/albert-base-v2-mnli@main", "hf:facebook/bart-large-mnli@main"}
+                "hf:prajjwal1/albert-base-v2-mnli@main", "hf:facebook/bart-large-mnli@main",
+                # the intervention stage's bert-base-uncased finetunes (Section 4.1 names no checkpoints)
+                *(f"hf:textattack/bert-base-uncased-{task}@main" for task in ("MNLI", "QNLI", "SST-2", "CoLA"))}
 
 
 def _paper_source(table: int, table_id: str) -> str:

@@ -257,8 +257,21 @@ def _section(**kw):
 
 
 CONFIG_CASES = [
-    ("a fetched model", _section(models=["minilm"]),
-     ["interventions.models: 'minilm' is not a model this workflow finetunes", "finetuned models: minilm-rt"]),
+    ("a fetched model without evaluate_on", _section(models=["minilm"]),
+     ["interventions.models: 'minilm' has no test data", "models with either: minilm-rt"]),
+    ("evaluate_on names no dataset", lambda c: c["models"]["minilm"].update(evaluate_on="glue-sst2"),
+     ["models.minilm.evaluate_on: 'glue-sst2' is not a dataset"]),
+    ("evaluate_on on a finetune", lambda c: c["models"]["minilm-rt"].update(evaluate_on="political"),
+     ["models.minilm-rt.evaluate_on: a model the workflow finetunes is evaluated on its finetune's test split"]),
+    ("glue without task", lambda c: c["datasets"].update(g={"source": "hf:datasets/nyu-mll/glue@main",
+                                                            "member": "sst2/validation-*.parquet", "format": "glue"}),
+     ["datasets.g.task: required for format 'glue'"]),
+    ("task on another format", lambda c: c["datasets"]["political"].update(task="sst2"),
+     ["datasets.political.task: only format(s) glue take a task"]),
+    ("finetune on an evaluation-only dataset", lambda c: (c["datasets"].update(
+        g={"source": "hf:datasets/nyu-mll/glue@main", "member": "sst2/validation-*.parquet", "format": "glue",
+           "task": "sst2"}), c["models"]["minilm-rt"]["finetune"].update(dataset="g")),
+     ["models.minilm-rt.finetune.dataset: 'g' is evaluation-only"]),
     ("no such model", _section(models=["minilm-sst"]), ["interventions.models: 'minilm-sst' is not a model"]),
     ("donor of another pretrained model", _section(cross={"minilm-rt": "effnet-mnist"}),
      ["interventions.cross.minilm-rt: donor 'effnet-mnist' is finetuned from 'effnet', 'minilm-rt' from 'minilm'"]),
@@ -301,3 +314,50 @@ def test_interventions_defaults_and_per_model_plan(default):
     none = copy.deepcopy(default)
     none["interventions"] = {"models": []}
     assert intervention_models(validate_config(none)) == []
+
+
+# --------------------------------------------------------------- fetched models (the paper suite)
+
+def test_a_fetched_classifier_is_evaluated_on_its_dataset_in_class_order(tmp_path):
+    """A hub-style checkpoint whose head lists the classes in another order than the dataset (id2label
+    [positive, negative] vs GLUE SST-2's [negative, positive]): load_subject puts the head's rows in the
+    dataset's order, so its logits agree with the checkpoint's own, permuted."""
+    import json
+
+    from transformers import BertForSequenceClassification
+
+    from specbasis.sweep import load_subject
+    from test_data import write_glue_parquet
+
+    tiny_bert(tmp_path / "base")
+    model = BertForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=2,
+                                                          id2label={0: "POSITIVE", 1: "NEGATIVE"})
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 1.0)
+        model.classifier.bias.copy_(torch.tensor([0.3, -0.2]))
+    folder = tmp_path / "hub-sst2"
+    model.save_pretrained(folder)
+    for f in (tmp_path / "base").iterdir():
+        if f.name.startswith(("vocab", "tokenizer", "special")):
+            (folder / f.name).write_bytes(f.read_bytes())
+    rows = [("the film is great fun", 1), ("a dull boring mess", 0), ("this movie was superb", 1)]
+    write_glue_parquet(tmp_path / "glue" / "validation-00000-of-00001.parquet", "sst2", rows)
+    split = {"held_out": "evaluate_on", "format": "glue", "task": "sst2", "seed": 0, "labels": None}
+    subject = load_subject("hub-sst2", folder, tmp_path / "glue", "bert", split, "cpu")
+    assert subject.test.y.tolist() == [1, 0, 1]
+    original = BertForSequenceClassification.from_pretrained(folder).eval()
+    inputs = subject.preprocess(subject.test.x)
+    with torch.no_grad():
+        want = original(**inputs).logits[:, [1, 0]]  # logits[:, order]: negative, positive
+        got = subject.model(**inputs).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    generic = {**split, "labels": None}
+    model.config.id2label = {0: "LABEL_0", 1: "LABEL_1"}
+    model.save_pretrained(folder)
+    with pytest.raises(ValueError, match="hub-sst2"):
+        load_subject("hub-sst2", folder, tmp_path / "glue", "bert", generic, "cpu")
+    named = load_subject("hub-sst2", folder, tmp_path / "glue", "bert", {**split, "labels": ["positive", "negative"]},
+                         "cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(named.model(**inputs).logits, want, rtol=0, atol=1e-6)

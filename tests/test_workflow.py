@@ -208,7 +208,7 @@ def test_brain_checkpoints_are_unnested_and_aligned(run):
 
 
 @pytest.mark.parametrize("fig", ["fig2", "fig3", "fig6", "fig7", "fig8", "fig10", "fig11", "fig12", "fig13", "fig14",
-                                 "fig15", "fig16", "fig17", "fig18", "fig19", "fig20"])
+                                 "fig15", "fig16", "fig17", "fig18", "fig19", "fig20", "fig4", "fig9", "fig21"])
 def test_figure_is_rendered(run, fig):
     pdf, png = run / f"results/{fig}.pdf", run / f"results/{fig}.png"
     assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 5_000
@@ -250,12 +250,20 @@ def test_paper_suite_plans_offline():
     assert out.returncode == 0, out.stderr[-4000:]
     config = load_config(ROOT / "config/paper.yaml")
     stats = job_stats(out.stdout)
-    assert "finetune" not in stats and stats["fetch_model"] == len(config["models"]) == 72  # hub finetunes
-    assert stats["alignment"] == len(config["pairs"]) == 36  # Tables 2 and 3 (32) + 4 extras
+    assert "finetune" not in stats and stats["fetch_model"] == len(config["models"]) == 76  # hub finetunes
+    assert stats["alignment"] == len(config["pairs"]) == 40  # Tables 2 and 3 (32) + 4 extras + 4 interventions
+    # the interventions: bert-base-uncased on four GLUE tasks, evaluated on GLUE validation from the hub
+    assert stats["swap"] == stats["mask"] == stats["fetch_dataset"] == 4
+    assert all(stats[f] == 1 for f in ("fig12", "fig13", "fig14", "fig15", "fig17"))
     assert stats["table2"] == stats["table3"] == stats["fig18"] == stats["generalization"] == stats["fig7"] == 1
     assert all(f"results/alignment/{p}.csv" in out.stdout for p in config["pairs"])
+    # the pretraining dynamics: one MAE per CIFAR-10 scale, three post-trainings each, fig4/9/21
+    scales = len(config["dynamics"]["scales"])
+    assert stats["fetch_dynamics_dataset"] == 1 and stats["pretrain_mae"] == stats["epoch_similarity"] == scales
+    assert stats["posttrain_mae"] == 3 * scales and stats["fig4"] == stats["fig9"] == stats["fig21"] == 1
     # the extras have no reported accuracy: fig18 tests the 32 table pairs and says which it leaves out
-    assert ("fig18 leaves out pairs without a held-out accuracy: albert-base, bart-large, convnext-base, "
+    assert ("fig18 leaves out pairs without a held-out accuracy: albert-base, bart-large, bert-base-uncased-ta-cola, "
+            "bert-base-uncased-ta-mnli, bert-base-uncased-ta-qnli, bert-base-uncased-ta-sst2, convnext-base, "
             "deberta-base") in out.stdout + out.stderr
 
 
@@ -373,8 +381,7 @@ def test_a_figure_of_interventions_builds_everything_it_needs_from_nothing(tmp_p
 
 
 @pytest.mark.parametrize("edit,said", [
-    (lambda c: c["interventions"].update(models=["bert"]), "interventions.models: 'bert' is not a model this workflow "
-                                                           "finetunes"),
+    (lambda c: c["interventions"].update(models=["bert"]), "interventions.models: 'bert' has no test data"),
     (lambda c: c["interventions"].update(cross={"bert-rt": "effnet-digits"}),
      "interventions.cross.bert-rt: donor 'effnet-digits' is finetuned from 'effnet', 'bert-rt' from 'bert'"),
 ])
@@ -388,3 +395,78 @@ def test_bad_interventions_stop_before_any_job(tmp_path, edit, said):
     out = snakemake(tmp_path, "-n", "all", "--configfile", str(config), check=False)
     assert out.returncode != 0 and said in out.stdout + out.stderr
     assert not (tmp_path / "resources").exists()
+
+
+# ------------------------------------------------------------------------------ pretraining dynamics
+
+DYN_SCALES = {"64": 64, "128": 128}
+DYN_MODES = ("classify", "reconstruct", "classify_shuffled")
+
+
+def test_pretraining_snapshots_every_epoch_and_records_throughput(run):
+    for name, n in DYN_SCALES.items():
+        metrics = json.loads((run / f"results/dynamics/pretrain/{name}/metrics.json").read_text())
+        assert metrics["n_train"] == n and metrics["images_per_s"] > 0 and len(metrics["timing"]) == 2
+        assert "images/s" in (run / f"logs/dynamics/pretrain/{name}.log").read_text()
+        with h5py.File(run / f"results/dynamics/pretrain/{name}/snapshots.h5") as f:
+            assert sorted(f) == ["0000", "0001", "0002"] and sorted(f["0002"]) == ["00.ffn_in", "00.ffn_out"]
+        assert not (run / f"results/dynamics/.work/{name}").exists()  # the resumable state is removed at the end
+
+
+def test_epoch_similarity_of_the_final_epoch_with_itself_is_one(run):
+    for name in DYN_SCALES:
+        sim = pd.read_csv(run / f"results/dynamics/pretrain/{name}.csv")
+        final = sim[(sim["reference"] == "final") & (sim["epoch"] == 2)]
+        assert len(final) == 2 * 2 * 8 and np.abs(final["cos"] - 1).max() < 1e-6  # 2 matrices x u, v x 8 ranks
+        prev = sim[sim["reference"] == "previous"]
+        assert sorted(prev["epoch"].unique()) == [1, 2] and (prev["cos"] <= 1 + 1e-6).all()
+
+
+def test_epoch_similarity_matches_an_independent_computation(run):
+    with h5py.File(run / "results/dynamics/pretrain/128/snapshots.h5") as f:
+        W1, W2 = f["0001/00.ffn_in"][()], f["0002/00.ffn_in"][()]
+    (U1, _, V1), (U2, _, V2) = svd64(W1), svd64(W2)
+    sim = pd.read_csv(run / "results/dynamics/pretrain/128.csv")
+    rows = sim[(sim["reference"] == "previous") & (sim["epoch"] == 2) & (sim["kind"] == "ffn_in")]
+    u = rows[rows["side"] == "u"].sort_values("rank")["cos"].to_numpy()
+    v = rows[rows["side"] == "v"].sort_values("rank")["cos"].to_numpy()
+    np.testing.assert_allclose(u[:4], np.abs(np.sum(U1[:, :4] * U2[:, :4], axis=0)), atol=2e-4)
+    np.testing.assert_allclose(v[:4], np.abs(np.sum(V1[:4] * V2[:4], axis=1)), atol=2e-4)
+
+
+def test_posttraining_starts_at_one_and_ends_where_the_saved_model_is(run):
+    from specbasis.extract import extract_weights
+
+    for name in DYN_SCALES:
+        pretrained = run / f"results/models/mae-{name}"
+        extract_weights(pretrained, "vit_mae", run / f"pt-{name}.h5")  # a model like any other
+        with h5py.File(run / f"pt-{name}.h5") as f:
+            W0 = f["00.ffn_in"][()]
+        best = json.loads((pretrained / "metrics.json").read_text())["best_epoch"]
+        with h5py.File(run / f"results/dynamics/pretrain/{name}/snapshots.h5") as f:
+            np.testing.assert_array_equal(W0, f[f"{best:04d}/00.ffn_in"][()])  # the best checkpoint's matrix
+        for mode in DYN_MODES:
+            table = pd.read_csv(run / f"results/dynamics/posttrain/{name}-{mode}.csv")
+            start = table[table["step"] == 0]
+            assert len(start) == 2 * 2 * 8 and np.abs(start["cos"] - 1).max() < 1e-6
+            assert sorted(table["step"].unique()) == [0, 2, 4]  # 64 images / 32 a batch x 2 epochs, every 2 steps
+            summary = extract_weights(run / f"results/models/mae-{name}-{mode}", "vit_mae", run / f"{name}-{mode}.h5")
+            assert "00.ffn_in" in summary["ids"]
+            with h5py.File(run / f"{name}-{mode}.h5") as f:
+                W1 = f["00.ffn_in"][()]
+            (U0, _, _), (U1, _, _) = svd64(W0), svd64(W1)
+            last = table[(table["step"] == 4) & (table["kind"] == "ffn_in") & (table["side"] == "u")].sort_values("rank")
+            np.testing.assert_allclose(last["cos"].to_numpy()[:3], np.abs(np.sum(U0[:, :3] * U1[:, :3], axis=0)),
+                                       atol=2e-4)
+            assert not np.array_equal(W0, W1)  # post-training moved the weights
+
+
+def test_shuffled_labels_are_other_labels_from_the_same_checkpoint(run):
+    for name in DYN_SCALES:
+        true = json.loads((run / f"results/models/mae-{name}-classify/metrics.json").read_text())
+        shuffled = json.loads((run / f"results/models/mae-{name}-classify_shuffled/metrics.json").read_text())
+        assert true["labels_changed"] == 0 and shuffled["labels_changed"] > 0.5
+        assert (run / f"results/models/mae-{name}-classify/head.safetensors").is_file()
+        a = pd.read_csv(run / f"results/dynamics/posttrain/{name}-classify.curve.csv")
+        b = pd.read_csv(run / f"results/dynamics/posttrain/{name}-classify_shuffled.curve.csv")
+        assert not np.allclose(a["loss"], b["loss"])

@@ -95,6 +95,42 @@ def tiny_digits(path: Path, n: int = 300) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
+def _idx(path: Path, array: np.ndarray) -> None:
+    """One gzipped IDX file of unsigned bytes (the format specbasis.data.read_idx reads)."""
+    import struct
+
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def tiny_fashion(folder: Path, n_train: int = 160, n_test: int = 100) -> None:
+    """Fashion-MNIST's four IDX files: 28x28 grey, class c lights up a column band at 2c..2c+4."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 40, (n, 28, 28))
+        for i, label in enumerate(labels):
+            images[i, 4:24, 2 * label + 2: 2 * label + 6] = 255
+        _idx(folder / f"{prefix}-images-idx3-ubyte.gz", images.astype(np.uint8))
+        _idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+
+
+# The pretraining-dynamics stage, tiny: a 1-block MAE (16 wide, 16 patches of 7x7), 2 scales, 2 epochs;
+# post-training on 64 images for 2 epochs, |cos| every 2 steps. MNIST-format digits are its new data.
+TINY_DYNAMICS = {
+    "datasets": {"fashion": {"source": "local:fixtures/fashion", "format": "idx"}},
+    "data": "fashion", "new_data": "digits", "scales": [64, 128], "val_images": 32,
+    "spec": {"patch_size": 7, "hidden_size": 16, "num_layers": 1, "num_heads": 1, "decoder_hidden_size": 8,
+             "decoder_layers": 1, "decoder_heads": 1},
+    "pretrain": {"epochs": 2, "batch_size": 32},
+    "classify": {"images": 64, "epochs": 2, "batch_size": 32},
+    "reconstruct": {"images": 64, "epochs": 2, "batch_size": 32, "lr": 3e-3},
+    "track_every": 2, "max_rank": 8, "top": 4,
+}
+
+
 def build(root: Path) -> Path:
     """Write the fixtures and config.yaml under root; return the config's path."""
     fx = root / "fixtures"
@@ -103,6 +139,7 @@ def build(root: Path) -> Path:
     tiny_reviews(fx / "reviews.csv.bz2")
     tiny_digits(fx / "digits.csv.gz")
     tiny_jepa(fx / "jepa")
+    tiny_fashion(fx / "fashion")
     config = {
         "seed": 0,
         "device": "cpu",
@@ -140,6 +177,7 @@ def build(root: Path) -> Path:
         "interventions": {"models": ["bert-rt", "effnet-digits"], "groups": ["ffn", "attn"],
                           "sources": ["pretrained", "random", "random_orthogonal", "zero"], "k": [0, 1, 4, 40],
                           "fractions": [0, 0.5, 1], "max_eval": 100, "batch_size": 64},
+        "dynamics": TINY_DYNAMICS,
     }
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

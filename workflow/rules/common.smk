@@ -178,19 +178,34 @@ def edited_cross_svds(wildcards):
     return [f"results/svd/{donor}.h5"] if donor else []
 
 
+def edited_dataset(model):
+    """The dataset an edited model is evaluated on: its finetune's, else its `evaluate_on` (a fetched model)."""
+    spec = MODELS[model]
+    return spec["finetune"]["dataset"] if "finetune" in spec else spec["evaluate_on"]
+
+
 def edited_dataset_dir(wildcards):
-    """resources/datasets/<dataset> an edited model was finetuned on (its test split is evaluated)."""
-    return f"resources/datasets/{MODELS[wildcards.edited]['finetune']['dataset']}"
+    """resources/datasets/<dataset> an edited model is evaluated on (a finetune's test split, or evaluate_on)."""
+    return f"resources/datasets/{edited_dataset(wildcards.edited)}"
+
+
+def edited_split(model):
+    """How the held-out part is made: the finetune's reader, seed and caps (the same test examples its
+    metrics.json measured); for a fetched model, its evaluate_on dataset's reader and task, and its `labels`."""
+    if "finetune" in MODELS[model]:
+        train = settings_of_finetune(model)
+        return {"held_out": "finetune", **{k: train.get(k) for k in ("format", "seed", "max_train", "max_eval")}}
+    dataset = DATASETS[edited_dataset(model)]
+    return {"held_out": "evaluate_on", "format": dataset["format"], "task": dataset.get("task"),
+            "seed": config["seed"], "labels": MODELS[model].get("labels")}
 
 
 def _edited_common(model):
-    train = settings_of_finetune(model)
     return {
         "model": model,
         "family": MODELS[model]["family"],
         "device": config["device"],
-        # the finetune's split: the same reader, seed and caps give the same test examples
-        "split": {k: train.get(k) for k in ("format", "seed", "max_train", "max_eval")},
+        "split": edited_split(model),
         "groups": intervention_groups(config, model),
         "max_eval": INTERVENTIONS["max_eval"],
         "batch_size": INTERVENTIONS["batch_size"],
@@ -249,6 +264,87 @@ if len(TESTED_PAIRS) < MIN_TESTED_PAIRS:
 elif WITHOUT_ACCURACY:
     logger.warning(f"fig18 leaves out pairs without a held-out accuracy: {', '.join(WITHOUT_ACCURACY)} "
                    "(add `accuracy:` to their finetuned models in the config to include them)")
+
+
+# Pretraining dynamics (dynamics.smk): an absent `dynamics:` section turns the stage (fig4, fig9, fig21) off.
+from specbasis.config import dynamics_datasets, dynamics_settings, scale_name  # noqa: E402
+
+DYNAMICS = config.get("dynamics")
+DYNAMICS_ONLY_DATASETS = DYNAMICS["datasets"] if DYNAMICS else {}  # fetched by fetch_dynamics_dataset
+SCALES = {scale_name(n): n for n in DYNAMICS["scales"]} if DYNAMICS else {}  # path spelling -> images
+DYNAMICS_MODES = DYNAMICS["modes"] if DYNAMICS else []
+if DYNAMICS:
+    FIGURES += ["fig4", "fig9", "fig21"]
+
+
+def _dynamics_common():
+    data = dynamics_datasets(config)
+    return {"seed": DYNAMICS.get("seed", config["seed"]), "device": config["device"],
+            "analysed": DYNAMICS["analysed"], "pretrain_format": data[DYNAMICS["data"]]["format"]}
+
+
+def dynamics_pretrain_settings(wildcards):
+    """What pretrain_mae needs for one scale: data format, scale, validation size, MAE spec, TrainSettings."""
+    return {**_dynamics_common(), "format": dynamics_datasets(config)[DYNAMICS["data"]]["format"],
+            "scale": SCALES[wildcards.scale], "val_images": DYNAMICS["val_images"], "spec": DYNAMICS["spec"],
+            "train": dynamics_settings(DYNAMICS["pretrain"])}
+
+
+def dynamics_posttrain_section(mode):
+    """The config section of a post-training mode: classify_shuffled trains as classify does."""
+    return DYNAMICS["reconstruct" if mode == "reconstruct" else "classify"]
+
+
+def dynamics_posttrain_dataset(mode):
+    """The dataset a post-training mode reads: new_data for reconstruct, else the pretraining data."""
+    return DYNAMICS["new_data" if mode == "reconstruct" else "data"]
+
+
+def dynamics_posttrain_settings(wildcards):
+    """What posttrain_mae needs for one scale x mode."""
+    section = dynamics_posttrain_section(wildcards.mode)
+    return {**_dynamics_common(), "format": dynamics_datasets(config)[dynamics_posttrain_dataset(wildcards.mode)]["format"],
+            "scale": SCALES[wildcards.scale], "images": section["images"], "train": dynamics_settings(section),
+            "track_every": DYNAMICS["track_every"], "max_rank": DYNAMICS["max_rank"], "top": DYNAMICS["top"]}
+
+
+def dynamics_pretrain_data(wildcards):
+    """resources/datasets/<data> of the pretraining."""
+    return f"resources/datasets/{DYNAMICS['data']}"
+
+
+def dynamics_posttrain_data(wildcards):
+    """resources/datasets/<dataset> of a post-training mode."""
+    return f"resources/datasets/{dynamics_posttrain_dataset(wildcards.mode)}"
+
+
+def dynamics_fetch_params(wildcards):
+    """source, sha256 and member of a dataset of dynamics.datasets."""
+    return _fetch_params(DYNAMICS_ONLY_DATASETS[wildcards.dyndataset])
+
+
+def dynamics_scale(wildcards):
+    """The number of training images of a scale."""
+    return SCALES[wildcards.scale]
+
+
+def dynamics_work_dir(wildcards):
+    """The resumable state of a pretraining, beside (never among) its outputs."""
+    return f"results/dynamics/.work/{wildcards.scale}"
+
+
+def dynamics_similarity_tables():
+    """results/dynamics/pretrain/<scale>.csv of every scale."""
+    return expand("results/dynamics/pretrain/{scale}.csv", scale=SCALES)
+
+
+def dynamics_posttrain_tables(modes, ends=False):
+    """results/dynamics/posttrain/<scale>-<mode>.csv of the configured modes among `modes`, every scale
+    (ends: the smallest and largest scale only)."""
+    names = sorted(SCALES, key=SCALES.get)
+    names = sorted({names[0], names[-1]}, key=SCALES.get) if ends and names else names
+    return expand("results/dynamics/posttrain/{scale}-{mode}.csv", scale=names,
+                  mode=[m for m in modes if m in DYNAMICS_MODES])
 
 
 def all_targets():

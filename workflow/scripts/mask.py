@@ -7,23 +7,17 @@ groups, orders, fractions, max_eval, batch_size. One row per group x order x fra
 (specbasis.sweep.MASK_COLUMNS).
 """
 import logging
-import os
 
 import torch
 
 from specbasis.logs import setup_logging
-from specbasis.svd import read_svd
-from specbasis.sweep import MASK_COLUMNS, check_store, load_subject, mask_points, model_groups, run_sweep
+from specbasis.sweep import MASK_COLUMNS, load_sweep, mask_points, run_sweep
 from specbasis.tables import write_csv
 
 
 def main(model: str, svd: str, data: str, out: str, settings: dict, threads: int) -> None:
-    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
     name = settings["model"]
-    subject = load_subject(name, model, data, settings["family"], settings["split"], settings["device"])
-    svds = read_svd(svd)
-    groups = model_groups(subject.live.ids, settings["groups"], name)
-    check_store(subject.live, svds, [i for ids in groups.values() for i in ids], name)
+    subject, svds, groups = load_sweep(model, svd, data, settings, threads)
     logging.getLogger("specbasis").info("%s: groups %s, orders %s, fractions %s; %d threads", name,
                                         {g: len(ids) for g, ids in groups.items()}, settings["orders"],
                                         settings["fractions"], torch.get_num_threads())

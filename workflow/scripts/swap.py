@@ -8,24 +8,19 @@ groups, sources, k, seed, max_eval, batch_size, pretrained (name), cross (name o
 One row per group x source x k (specbasis.sweep.SWAP_COLUMNS).
 """
 import logging
-import os
 
 import torch
 
 from specbasis.logs import setup_logging
 from specbasis.svd import read_svd
-from specbasis.sweep import SWAP_COLUMNS, check_store, load_subject, model_groups, run_sweep, swap_points
+from specbasis.sweep import SWAP_COLUMNS, load_sweep, run_sweep, swap_points
 from specbasis.tables import write_csv
 
 
 def main(model: str, svd: str, pretrained: str, cross: list[str], data: str, out: str, settings: dict,
          threads: int) -> None:
-    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
     name = settings["model"]
-    subject = load_subject(name, model, data, settings["family"], settings["split"], settings["device"])
-    svds = read_svd(svd)
-    groups = model_groups(subject.live.ids, settings["groups"], name)
-    check_store(subject.live, svds, [i for ids in groups.values() for i in ids], name)
+    subject, svds, groups = load_sweep(model, svd, data, settings, threads)
     donors = {"pretrained": (settings["pretrained"], read_svd(pretrained))}
     if cross:
         donors["cross"] = (settings["cross"], read_svd(cross[0]))

@@ -1,0 +1,98 @@
+"""Figures of the pretraining-dynamics stage (fig4, fig9, fig21) from its tidy tables.
+
+similarity: results/dynamics/pretrain/<scale>.csv (specbasis.dynamics.SIM_COLUMNS + scale): |cos| of each
+rank's singular vectors between epoch e and e − 1 (reference "previous") or the last epoch ("final").
+posttrain: results/dynamics/posttrain/<scale>-<mode>.csv (POST_COLUMNS + scale): |cos| to the pretrained
+vectors at post-training step `step` (epoch = step / steps per epoch).
+
+Every panel plots `top_mean`: |cos| averaged over ranks 1..top, both sides (u, v) and every analysed
+matrix (the paper's "top singular vectors"), one line per scale (or per label condition in fig9).
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from .interventions import _grid, _page_note
+
+LABELS = {"classify": "true labels", "classify_shuffled": "shuffled labels"}
+
+
+def top_mean(table: pd.DataFrame, keys: list[str], top: int) -> pd.DataFrame:
+    """Mean |cos| over ranks 1..top, sides and matrices, per `keys` (long form: keys + cos)."""
+    rows = table[table["rank"] <= top]
+    return rows.groupby(keys, as_index=False, sort=True)["cos"].mean()
+
+
+def scale_label(n: int) -> str:
+    return f"{n:,} images"
+
+
+def _with_scale_label(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.sort_values("scale")
+    return df.assign(data=df["scale"].map(scale_label))
+
+
+def _palette(scales) -> dict:
+    scales = sorted(set(scales))
+    return dict(zip(map(scale_label, scales), sns.color_palette("viridis", len(scales))))
+
+
+def _posttrain_panel(ax: plt.Axes, post: pd.DataFrame, mode: str, top: int, title: str, palette: dict) -> None:
+    rows = post[post["mode"] == mode]
+    if rows.empty:
+        ax.text(0.5, 0.5, f"no {mode} runs", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title)
+        return
+    data = _with_scale_label(top_mean(rows, ["scale", "epoch"], top))
+    sns.lineplot(data=data, x="epoch", y="cos", hue="data", palette=palette, ax=ax)
+    ax.set(title=title, xlabel="post-training epoch", ylabel=f"mean |cos| to pretrained, top {top}")
+
+
+def fig4(similarity: pd.DataFrame, posttrain: pd.DataFrame, top: int, new_data: str = "new data") -> plt.Figure:
+    """A: similarity between successive pretraining epochs (solid) and to the final epoch (dashed);
+    B: to the pretrained basis during classification post-training; C: during reconstruction on new data.
+    B and C show the smallest and largest scale."""
+    if similarity.empty and posttrain.empty:
+        return _page_note("No pretraining-dynamics results: the config has no `dynamics:` section.")
+    fig, axes = _grid(3)
+    sim = _with_scale_label(top_mean(similarity, ["scale", "epoch", "reference"], top))
+    sns.lineplot(data=sim, x="epoch", y="cos", hue="data", style="reference", style_order=["previous", "final"],
+                 palette=_palette(similarity["scale"]), ax=axes[0])
+    axes[0].set(title="A. pretraining: vs previous / final epoch", xlabel="pretraining epoch",
+                ylabel=f"mean |cos|, top {top}")
+    scales = sorted(posttrain["scale"].unique()) if not posttrain.empty else []
+    ends = posttrain[posttrain["scale"].isin(scales[:1] + scales[-1:])]
+    palette = _palette(similarity["scale"].tolist() + scales)
+    _posttrain_panel(axes[1], ends, "classify", top, "B. post-training: classification", palette)
+    _posttrain_panel(axes[2], ends, "reconstruct", top, f"C. post-training: reconstruction, {new_data}", palette)
+    return fig
+
+
+def fig21(posttrain: pd.DataFrame, top: int, new_data: str = "new data") -> plt.Figure:
+    """fig4's B and C for every scale."""
+    if posttrain.empty:
+        return _page_note("No post-training results: the config has no `dynamics:` section.")
+    fig, axes = _grid(2)
+    palette = _palette(posttrain["scale"])
+    _posttrain_panel(axes[0], posttrain, "classify", top, "A. classification", palette)
+    _posttrain_panel(axes[1], posttrain, "reconstruct", top, f"B. reconstruction, {new_data}", palette)
+    return fig
+
+
+def fig9(posttrain: pd.DataFrame, top: int) -> plt.Figure:
+    """Classification post-training from the same checkpoint with true vs shuffled labels, one panel per scale."""
+    rows = posttrain[posttrain["mode"].isin(list(LABELS))]
+    if rows.empty:
+        return _page_note("No classification post-training results (dynamics.modes has neither classify mode).")
+    scales = sorted(rows["scale"].unique())
+    fig, axes = _grid(len(scales), width=3.4, height=2.9)
+    for ax, n in zip(axes, scales):
+        data = top_mean(rows[rows["scale"] == n], ["mode", "epoch"], top)
+        data = data.assign(labels=data["mode"].map(LABELS))
+        sns.lineplot(data=data, x="epoch", y="cos", hue="labels", hue_order=list(LABELS.values()),
+                     palette=dict(zip(LABELS.values(), sns.color_palette("colorblind", 2))), ax=ax)
+        ax.set(title=f"pretrained on {scale_label(n)}", xlabel="post-training epoch",
+               ylabel=f"mean |cos| to pretrained, top {top}")
+    return fig

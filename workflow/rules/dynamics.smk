@@ -1,0 +1,128 @@
+# Pretraining dynamics (the paper's Section 4.3): an MAE pretrained from scratch per data scale, its
+# analysed matrices snapshotted every epoch, then post-trained from the best checkpoint (classify,
+# reconstruct on new data, classify with shuffled labels); fig4, fig9, fig21. Off without `dynamics:`.
+
+
+wildcard_constraints:
+    scale=alternatives(SCALES),
+    mode=alternatives(DYNAMICS_MODES),
+    dyndataset=alternatives(DYNAMICS_ONLY_DATASETS),
+
+
+rule fetch_dynamics_dataset:
+    output:
+        directory("resources/datasets/{dyndataset}"),
+    log:
+        "logs/fetch/datasets/{dyndataset}.log",
+    params:
+        fetch=dynamics_fetch_params,
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fetch.py"
+
+
+rule pretrain_mae:
+    input:
+        data=dynamics_pretrain_data,
+    output:
+        run=directory("results/dynamics/pretrain/{scale}"),
+        model=directory("results/models/mae-{scale}"),
+    log:
+        "logs/dynamics/pretrain/{scale}.log",
+    params:
+        settings=dynamics_pretrain_settings,
+        work_dir=dynamics_work_dir,  # resumable state: not an output (Snakemake deletes outputs before a rerun)
+    threads: 1  # two 1-thread jobs beat one 2-thread job on this small model
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/pretrain_mae.py"
+
+
+rule epoch_similarity:
+    input:
+        run="results/dynamics/pretrain/{scale}",
+    output:
+        "results/dynamics/pretrain/{scale}.csv",
+    log:
+        "logs/dynamics/similarity/{scale}.log",
+    params:
+        max_rank=DYNAMICS["max_rank"] if DYNAMICS else None,
+        scale=dynamics_scale,
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/epoch_similarity.py"
+
+
+rule posttrain_mae:
+    input:
+        checkpoint="results/models/mae-{scale}",
+        data=dynamics_posttrain_data,
+    output:
+        table="results/dynamics/posttrain/{scale}-{mode}.csv",
+        curve="results/dynamics/posttrain/{scale}-{mode}.curve.csv",
+        model=directory("results/models/mae-{scale}-{mode}"),
+    log:
+        "logs/dynamics/posttrain/{scale}-{mode}.log",
+    params:
+        settings=dynamics_posttrain_settings,
+        mode="{mode}",
+    threads: 1
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/posttrain_mae.py"
+
+
+rule fig4:
+    input:
+        similarity=dynamics_similarity_tables(),
+        posttrain=dynamics_posttrain_tables(["classify", "reconstruct"], ends=True),
+        style=STYLE,
+    output:
+        pdf=report("results/fig4.pdf", caption="../report/fig4.rst", category="Pretraining dynamics"),
+        png="results/fig4.png",
+    log:
+        "logs/figures/fig4.log",
+    params:
+        top=DYNAMICS["top"] if DYNAMICS else None,
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig4.py"
+
+
+rule fig9:
+    input:
+        posttrain=dynamics_posttrain_tables(["classify", "classify_shuffled"]),
+        style=STYLE,
+    output:
+        pdf=report("results/fig9.pdf", caption="../report/fig9.rst", category="Pretraining dynamics"),
+        png="results/fig9.png",
+    log:
+        "logs/figures/fig9.log",
+    params:
+        top=DYNAMICS["top"] if DYNAMICS else None,
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig9.py"
+
+
+rule fig21:
+    input:
+        posttrain=dynamics_posttrain_tables(["classify", "reconstruct"]),
+        style=STYLE,
+    output:
+        pdf=report("results/fig21.pdf", caption="../report/fig21.rst", category="Pretraining dynamics"),
+        png="results/fig21.png",
+    log:
+        "logs/figures/fig21.log",
+    params:
+        top=DYNAMICS["top"] if DYNAMICS else None,
+    conda:
+        "../../envs/specbasis.yaml"
+    script:
+        "../scripts/fig21.py"
