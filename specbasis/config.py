@@ -95,6 +95,16 @@ def _fill_defaults(schema: dict, instance: Any, root: dict) -> None:
                 _fill_defaults(extra, value, root)
 
 
+def _source_problems(where: str, entry: dict) -> list[str]:
+    """A fetched entry (model or dataset) whose source is not content-addressed needs a sha256, an archive a member."""
+    src, problems = entry["source"], []
+    if src.startswith(NEEDS_SHA256) and "sha256" not in entry:
+        problems.append(f"{where}.sha256: required for source {src!r} (not content-addressed)")
+    if src.startswith(NEEDS_MEMBER) and "member" not in entry:
+        problems.append(f"{where}.member: required for source {src!r}: the path inside the archive")
+    return problems
+
+
 def _cross_checks(config: dict) -> list[str]:
     problems = []
     models, datasets = config.get("models", {}), config.get("datasets", {})
@@ -104,11 +114,7 @@ def _cross_checks(config: dict) -> list[str]:
         if has_source == has_finetune:
             problems.append(f"{where}: give exactly one of 'source' (fetch it) or 'finetune' (make it)")
         if has_source:
-            src = model["source"]
-            if src.startswith(NEEDS_SHA256) and "sha256" not in model:
-                problems.append(f"{where}.sha256: required for source {src!r} (not content-addressed)")
-            if src.startswith(NEEDS_MEMBER) and "member" not in model:
-                problems.append(f"{where}.member: required for source {src!r}: the path inside the archive")
+            problems += _source_problems(where, model)
         fmt = model.get("format", "hf")
         if has_source and fmt not in FAMILY_FORMATS[model["family"]]:
             problems.append(f"{where}.format: {fmt!r} does not fit family {model['family']!r}; allowed: "
@@ -125,10 +131,6 @@ def _cross_checks(config: dict) -> list[str]:
             elif data not in datasets:
                 problems.append(f"{where}.evaluate_on: {data!r} is not a dataset; datasets: "
                                 f"{', '.join(datasets) or '(none)'}")
-        if has_finetune and datasets.get(model["finetune"]["dataset"], {}).get("format") in EVAL_ONLY_FORMATS:
-            problems.append(f"{where}.finetune.dataset: {model['finetune']['dataset']!r} is evaluation-only "
-                            f"(format {datasets[model['finetune']['dataset']]['format']}: no training split); name "
-                            f"it with evaluate_on on a fetched model instead")
         if has_finetune:
             base, data = model["finetune"]["from"], model["finetune"]["dataset"]
             if base not in models:
@@ -139,15 +141,15 @@ def _cross_checks(config: dict) -> list[str]:
             if data not in datasets:
                 problems.append(f"{where}.finetune.dataset: {data!r} is not a dataset; "
                                 f"datasets: {', '.join(datasets) or '(none)'}")
+            elif datasets[data]["format"] in EVAL_ONLY_FORMATS:
+                problems.append(f"{where}.finetune.dataset: {data!r} is evaluation-only (format "
+                                f"{datasets[data]['format']}: no training split); name it with evaluate_on on a "
+                                f"fetched model instead")
     for name, dataset in datasets.items():
         if (dataset["format"] in EVAL_ONLY_FORMATS) != ("task" in dataset):
             problems.append(f"datasets.{name}.task: " + (f"required for format {dataset['format']!r}" if "task" not in
                             dataset else f"only format(s) {', '.join(EVAL_ONLY_FORMATS)} take a task"))
-        src = dataset["source"]
-        if src.startswith(NEEDS_SHA256) and "sha256" not in dataset:
-            problems.append(f"datasets.{name}.sha256: required for source {src!r} (not content-addressed)")
-        if src.startswith(NEEDS_MEMBER) and "member" not in dataset:
-            problems.append(f"datasets.{name}.member: required for source {src!r}: the path inside the archive")
+        problems += _source_problems(f"datasets.{name}", dataset)
     for name, pair in config.get("pairs", {}).items():
         for role in ("pretrained", "finetuned"):
             if pair[role] not in models:
@@ -329,10 +331,7 @@ def dynamics_problems(config: dict) -> list[str]:
     for name in sorted(set(dyn.get("datasets", {})) & set(config.get("datasets", {}))):
         problems.append(f"dynamics.datasets.{name}: already a dataset of `datasets`; give it another name")
     for name, dataset in dyn.get("datasets", {}).items():
-        if dataset["source"].startswith(NEEDS_SHA256) and "sha256" not in dataset:
-            problems.append(f"dynamics.datasets.{name}.sha256: required for source {dataset['source']!r}")
-        if dataset["source"].startswith(NEEDS_MEMBER) and "member" not in dataset:
-            problems.append(f"dynamics.datasets.{name}.member: required for source {dataset['source']!r}")
+        problems += _source_problems(f"dynamics.datasets.{name}", dataset)
     for key, formats in (("data", DYNAMICS_PRETRAIN_FORMATS), ("new_data", DYNAMICS_FORMATS)):
         name = dyn[key]
         if name not in known:

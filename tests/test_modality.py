@@ -3,9 +3,10 @@ import copy
 
 import pytest
 
-from specbasis.config import (FAMILY_FORMATS, FAMILY_MODALITY, MODALITIES, ConfigError, model_modality,
+from specbasis.config import (FAMILY_FORMATS, FAMILY_MODALITY, MODALITIES, model_modality,
                               validate_config)
 from specbasis.namemaps import FAMILIES
+from test_config import _break
 
 
 def test_every_family_has_a_modality_and_formats():
@@ -42,11 +43,7 @@ def test_brain_suite_is_valid():
 
 
 def _problem(edit):
-    config = brain_suite()
-    edit(config)
-    with pytest.raises(ConfigError) as info:
-        validate_config(config)
-    return str(info.value)
+    return _break(brain_suite(), edit)
 
 
 @pytest.mark.parametrize("edit, expected", [

@@ -11,7 +11,7 @@ import torch
 import yaml
 from scipy import stats
 
-from specbasis.config import (FAMILY_GROUPS, ConfigError, intervention_groups, intervention_models,
+from specbasis.config import (FAMILY_GROUPS, intervention_groups, intervention_models,
                               intervention_sources, validate_config)
 from specbasis.data import Part
 from specbasis.evaluate import evaluate
@@ -21,6 +21,7 @@ from specbasis.svd import SVD, svd_all
 from specbasis.sweep import (MASK_COLUMNS, SWAP_COLUMNS, check_store, mask_points, model_groups, rank_limit,
                              run_sweep, swap_points, usable_ks)
 from specbasis.writeback import LiveMatrices
+from test_config import _break
 from tiny_suite import FILLER, WORDS, tiny_bert, tiny_effnet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,14 +245,6 @@ def default():
     return yaml.safe_load((ROOT / "config.yaml").read_text())
 
 
-def _problems(config, edit):
-    config = copy.deepcopy(config)
-    edit(config)
-    with pytest.raises(ConfigError) as info:
-        validate_config(config)
-    return str(info.value)
-
-
 def _section(**kw):
     return lambda c: c.setdefault("interventions", {}).update(kw)
 
@@ -294,7 +287,7 @@ CONFIG_CASES = [
 
 @pytest.mark.parametrize("what,edit,fragments", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
 def test_bad_interventions_config_is_refused_naming_key_and_value(default, what, edit, fragments):
-    message = _problems(default, edit)
+    message = _break(default, edit)
     for fragment in fragments:
         assert fragment in message, f"{what}: {fragment!r} missing from:\n{message}"
 
