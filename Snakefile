@@ -2,6 +2,7 @@
 # Data flows one way:
 #   resources/ (fetched) -> results/models -> results/weights -> results/svd -> results/<analysis> -> results/figN
 #   results/models + results/svd -> results/swap, results/mask (interventions: edit, re-evaluate) -> results/figN
+#   results/models (peft grid runs) -> results/table1, table5, results/peft -> results/fig5
 #   resources/datasets -> results/dynamics (an MAE pretrained per data scale, then post-trained) -> results/fig4, 9, 21
 from snakemake.utils import min_version
 
@@ -25,6 +26,7 @@ include: "workflow/rules/svd.smk"
 include: "workflow/rules/analyses.smk"
 include: "workflow/rules/interventions.smk"
 include: "workflow/rules/dynamics.smk"
+include: "workflow/rules/peft.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -31,8 +31,9 @@ FAMILY_MODALITY = {**{f: "language" for f in HF_FAMILIES - VISION_FAMILIES},
 FAMILY_FORMATS = {**{f: ("hf", "state_dict") for f in HF_FAMILIES},
                   **{f: ("timm", "state_dict") for f in TIMM_FAMILIES}, "efficientnet_lite": ("timm", "lukemelas", "state_dict"),
                   "labram": ("state_dict",), "brain_jepa": ("state_dict",)}
-# Dataset formats with a held-out part only (specbasis.data.EVAL_FORMATS): evaluate_on, never finetune.
-EVAL_ONLY_FORMATS = ("glue",)
+# Dataset formats made of named tasks (specbasis.data.TASK_FORMATS): a dataset of one needs `task:`; the
+# others take none. Its test part is the task's official labelled split (GLUE's validation split).
+TASK_FORMATS = ("glue",)
 # Families the workflow can finetune (a classifier class and a data reader exist for them).
 FINETUNABLE_FAMILIES = (HF_FAMILIES - {"vit_mae"}) | TIMM_FAMILIES
 # Matrix groups of the interventions (specbasis.interventions.GROUPS) each family's name map yields:
@@ -141,14 +142,10 @@ def _cross_checks(config: dict) -> list[str]:
             if data not in datasets:
                 problems.append(f"{where}.finetune.dataset: {data!r} is not a dataset; "
                                 f"datasets: {', '.join(datasets) or '(none)'}")
-            elif datasets[data]["format"] in EVAL_ONLY_FORMATS:
-                problems.append(f"{where}.finetune.dataset: {data!r} is evaluation-only (format "
-                                f"{datasets[data]['format']}: no training split); name it with evaluate_on on a "
-                                f"fetched model instead")
     for name, dataset in datasets.items():
-        if (dataset["format"] in EVAL_ONLY_FORMATS) != ("task" in dataset):
+        if (dataset["format"] in TASK_FORMATS) != ("task" in dataset):
             problems.append(f"datasets.{name}.task: " + (f"required for format {dataset['format']!r}" if "task" not in
-                            dataset else f"only format(s) {', '.join(EVAL_ONLY_FORMATS)} take a task"))
+                            dataset else f"only format(s) {', '.join(TASK_FORMATS)} take a task"))
         problems += _source_problems(f"datasets.{name}", dataset)
     for name, pair in config.get("pairs", {}).items():
         for role in ("pretrained", "finetuned"):
@@ -162,7 +159,10 @@ def _cross_checks(config: dict) -> list[str]:
             if len(kinds) > 1:
                 problems.append(f"pairs.{name}: pretrained and finetuned modalities differ ({', '.join(sorted(kinds))}); "
                                 f"set the same `modality:` on both models")
-    return problems + _intervention_checks(config) + dynamics_problems(config)
+    from specbasis.peft_grid import method_problems, peft_problems
+
+    return (problems + _intervention_checks(config) + dynamics_problems(config) + method_problems(config)
+            + peft_problems(config))
 
 
 def _intervention_checks(config: dict) -> list[str]:

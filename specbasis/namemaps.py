@@ -86,11 +86,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
-KINDS = ("ffn_in", "ffn_out", "attn_q", "attn_k", "attn_v", "attn_o", "xattn_q", "xattn_k", "xattn_v", "xattn_o")
-SELF_KINDS = KINDS[:6]       # what every transformer layer has
-CROSS_KINDS = KINDS[6:]      # decoder cross-attention
-FFN_KINDS = ("ffn_in", "ffn_out")
-STACKS = ("enc", "dec")
+from specbasis.kinds import CROSS_KINDS, FFN_KINDS, KINDS, SELF_KINDS, STACKS  # noqa: F401 (re-exported)
 
 _ID = re.compile(r"^(?:(?P<stack>enc|dec)\.)?(?P<layer>\d{2,})\.(?P<kind>[a-z_]+)(?:\.(?P<index>\d+))?$")
 

@@ -220,7 +220,8 @@ def load_subject(name: str, model_dir: str | Path, data_dir: str | Path, family:
     if split.get("held_out", "finetune") == "evaluate_on":  # a fetched model: its evaluate_on dataset
         test, model, preprocess = _load_fetched(name, model_dir, data_dir, family, split)
     else:
-        splits = load_splits(split["format"], Path(data_dir), split["seed"], max_train=split.get("max_train"),
+        task = {"task": split["task"]} if split.get("task") else {}  # a GLUE finetune
+        splits = load_splits(split["format"], Path(data_dir), split["seed"], **task, max_train=split.get("max_train"),
                              max_eval=split.get("max_eval"))
         metrics_path = Path(model_dir) / "metrics.json"
         if metrics_path.is_file():

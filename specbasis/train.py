@@ -2,7 +2,8 @@
 
 One loop for every method of specbasis.methods (`method`: full by default, every weight trains; or
 bitfit, spectral, lora, dora, pissa, adalora, psoft): the method decides what trains, the loop trains it
-the same way: AdamW, linear warm-up then linear decay to 0, gradient-norm clipping, cross-entropy (plus
+the same way: AdamW, linear warm-up then linear decay to 0, gradient-norm clipping, cross-entropy (for a
+regression task, STS-B, the mean squared error of the one output against the float target; plus
 AdaLoRA's orthogonality penalty, which the loss curve leaves out). Weight decay applies to matrices and
 conv kernels only (not to biases and norm scales), as is usual for both BERT and EfficientNet finetuning.
 Everything is seeded (python, numpy, torch, the batch order), so a rerun on CPU gives the same loss curve.
@@ -18,9 +19,21 @@ before each reading; tokenisation and evaluation left out; nothing reused across
 memory of the training steps (`peak_memory`, which says how it was measured: CPU, the peak resident set
 above the resident set before the step, from the kernel's high-water mark reset before each step; CUDA,
 torch.cuda.max_memory_allocated, reset before each step).
+
+The score of a model is its task's metric (specbasis.glue_metrics: GLUE's for a GLUE task, e.g. CoLA's
+Matthews correlation, STS-B's Pearson; accuracy for every other data set). metrics.json holds, for every
+run: `task_type` ("classification" | "regression"), `task` (the GLUE task or null), `test_metric` and
+`val_metric` ({"name", "value"}: the main metric), `test_scores` / `val_scores` (every metric of the task,
+main first), `step0_test_metric` (null without eval_step0), and `val_curve` ([step, main metric] pairs).
+Classification runs also keep `test_accuracy`, `val_accuracy`, `step0_test_accuracy`, `chance_accuracy`
+and `majority_accuracy` (for a data set that is not GLUE, test_metric's value is test_accuracy);
+regression runs have none of these five keys (no classes: an accuracy means nothing) and record `classes`
+[] and `num_classes` 1 (the one output). A metric that is undefined (a correlation of constant
+predictions) is null.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -33,10 +46,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from specbasis import methods
+from specbasis import glue_metrics, methods
 from specbasis.data import Part, Splits
 from specbasis.device import resolve_device
-from specbasis.models import PREPROCESS_FILE, load_classifier, logits_of, save_weights, timm_config
+from specbasis.models import (PREPROCESS_FILE, REGRESSION_LABEL, load_classifier, logits_of, save_weights,
+                              timm_config)
 from specbasis.store import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -98,6 +112,37 @@ def predict_logits(model, preprocess, x, device, batch_size: int = 128) -> torch
 def accuracy(model, preprocess, part: Part, device, batch_size: int = 128) -> float:
     logits = predict_logits(model, preprocess, part.x, device, batch_size)
     return float((logits.argmax(1).numpy() == part.y).mean())
+
+
+def predictions(logits: torch.Tensor, task_type: str) -> np.ndarray:
+    """(N,) what the model predicts from its (N, C) logits: the argmax class, or the one output (regression)."""
+    if task_type == "regression":
+        assert logits.shape[1] == 1, f"a regression head has one output, these logits have {logits.shape[1]}"
+        return logits[:, 0].numpy().astype(np.float64)
+    return logits.argmax(1).numpy()
+
+
+def scores(model, preprocess, splits: Splits, part: Part, device, batch_size: int = 128) -> dict[str, float]:
+    """The task's metrics (glue_metrics.score) of the model on `part`, the main one first."""
+    logits = predict_logits(model, preprocess, part.x, device, batch_size)
+    return glue_metrics.score(splits.task, part.y, predictions(logits, splits.task_type))
+
+
+def task_loss(logits: torch.Tensor, target: torch.Tensor, task_type: str) -> torch.Tensor:
+    """Cross-entropy of (N, C) logits against int labels; for regression, the mean squared error of the
+    one output against the float targets."""
+    if task_type == "regression":
+        return F.mse_loss(logits.squeeze(1), target.to(logits.dtype))  # (N, 1) -> (N,)
+    return F.cross_entropy(logits, target)
+
+
+def _metric(name: str, value: float | None) -> dict:
+    """{"name", "value"}, an undefined (NaN) value as None: metrics.json stays strict JSON."""
+    return {"name": name, "value": _finite(value)}
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def _optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -170,10 +215,14 @@ class StepMemory:
 
 
 def save_finetuned(model, preprocess, splits: Splits, base_dir: Path, out: Path) -> None:
-    """The finetuned model in its library's own format, plus preprocess.json."""
+    """The finetuned model in its library's own format, plus preprocess.json. A regression model's one
+    output is named models.REGRESSION_LABEL in id2label, and transformers' problem_type says regression."""
     if splits.modality == "text":
-        model.config.id2label = dict(enumerate(splits.classes))
-        model.config.label2id = {c: i for i, c in enumerate(splits.classes)}
+        names = list(splits.classes) if splits.task_type == "classification" else [REGRESSION_LABEL]
+        model.config.id2label = dict(enumerate(names))
+        model.config.label2id = {c: i for i, c in enumerate(names)}
+        if splits.task_type == "regression":
+            model.config.problem_type = "regression"
         model.save_pretrained(out)  # model.safetensors + config.json, transformers names
         preprocess.tokenizer.save_pretrained(out)
     else:
@@ -192,18 +241,26 @@ def save_finetuned(model, preprocess, splits: Splits, base_dir: Path, out: Path)
 def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, steps: int, batch_size: int,
              lr: float, weight_decay: float, warmup_frac: float, max_length: int = 128, image_size: int = 64,
              eval_every: int, seed: int, device: str = "auto", threads: int | None = None,
-             eval_step0: bool = True, eval_batch_size: int = 128, method=None) -> dict:
+             eval_step0: bool = True, eval_batch_size: int = 128, method=None,
+             prefix_cache=None) -> dict:
     """Finetune the model in base_dir on `splits` by `method`; write out_dir; return the metrics.
 
     method: a spec of specbasis.methods (None or "full": every weight trains, today's finetuning); it is
     checked before the model is loaded and applied (methods.prepare) before the first step; the saved
     model has the adapter merged in (methods.finalize), its own files in adapter/ (methods.save_adapter).
-    max_length applies to text models, image_size to image models. Val accuracy is measured every
-    `eval_every` steps and at the end; test accuracy at the end (and at step 0, pretrained backbone
-    with a fresh head, when eval_step0). The splits are used as given: cap them in load_splits.
+    max_length applies to text models, image_size to image models. The task's metric (accuracy, or
+    GLUE's for splits.task: module docstring) is measured on val every `eval_every` steps and at the end;
+    on test at the end (and at step 0, pretrained backbone with a fresh head, when eval_step0).
+    splits.task_type picks the head and the loss: classification (cross-entropy over num_classes
+    outputs) or regression (MSE of one output). The splits are used as given: cap them in load_splits.
+    prefix_cache: a specbasis.prefix_cache.PrefixCache of the texts' hidden states before block `start` (built
+    from the same base model and tokenisation): training and evaluation run blocks start.. only (the method
+    must train nothing before them; dropout is off in the cached blocks); the saved model is the whole model,
+    and its test logits must match the cached run's (metrics.json `prefix_cache`).
     """
     t_start = time.perf_counter()
     spec = methods.parse_method(method)  # a bad method fails before anything is loaded
+    metric = glue_metrics.metric_name(splits.task)  # the main metric: val_curve's, test_metric's
     if steps < 1 or batch_size < 1 or lr <= 0 or not 0 <= warmup_frac <= 1 or eval_every < 1:
         raise ValueError(f"bad settings: steps={steps}, batch_size={batch_size}, lr={lr}, "
                          f"warmup_frac={warmup_frac}, eval_every={eval_every}")
@@ -221,12 +278,17 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
     t_prepare = time.perf_counter()
     model, prepared = methods.prepare(model, spec, family, total_steps=steps)  # full: the model as it is
     seconds_prepare = time.perf_counter() - t_prepare
+    uncached = preprocess
+    cache_stack = contextlib.ExitStack()  # a prefix cache (fig5's sweeps): the model runs the blocks after it only
+    if prefix_cache is not None:
+        _check_prefix_frozen(model, prefix_cache.start)
+        preprocess = cache_stack.enter_context(prefix_cache.attached(model, preprocess))
     log.info("method %s: %d trainable parameters of %d (head %d)", spec.method, prepared.counts["trainable"],
              prepared.counts["base"], prepared.counts["head"])
     log.info("finetune %s from %s on %s (%s): %s examples, device %s, %d threads", family, base_dir,
              splits.classes, splits.modality, splits.sizes(), dev, torch.get_num_threads())
 
-    step0 = accuracy(model, preprocess, splits.test, dev, eval_batch_size) if eval_step0 else None
+    step0 = scores(model, preprocess, splits, splits.test, dev, eval_batch_size) if eval_step0 else None
     optimizer = _optimizer(model, lr, weight_decay)
     warmup = int(round(warmup_frac * steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_linear(s, steps, warmup))
@@ -243,7 +305,7 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
         target = torch.as_tensor(splits.train.y[idx], device=dev)
         memory.start()
         t_step = _clock(dev)
-        loss = F.cross_entropy(logits_of(model, inputs), target)
+        loss = task_loss(logits_of(model, inputs), target, splits.task_type)
         objective = loss if prepared.regularizer is None else loss + prepared.regularizer()  # AdaLoRA's penalty
         if not torch.isfinite(objective):
             raise FloatingPointError(f"loss is {objective.item()} at step {step}: lower lr (now {lr})")
@@ -259,23 +321,36 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
         losses.append([step, float(loss.item())])
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if step % eval_every == 0 and step < steps:
-            val_curve.append([step, accuracy(model, preprocess, splits.val, dev, eval_batch_size)])
-            log.info("step %d: loss %.4f, val accuracy %.4f", step, loss.item(), val_curve[-1][1])
+            value = scores(model, preprocess, splits, splits.val, dev, eval_batch_size)[metric]
+            val_curve.append([step, _finite(value)])
+            log.info("step %d: loss %.4f, val %s %.4f", step, loss.item(), metric, value)
     bar.close()
     seconds_train = time.perf_counter() - t_train
     cpu_seconds_train = time.process_time() - cpu_train  # summed over threads; wall time is inflated by other load
 
-    val_acc = accuracy(model, preprocess, splits.val, dev, eval_batch_size)
-    val_curve.append([steps, val_acc])
+    val_scores = scores(model, preprocess, splits, splits.val, dev, eval_batch_size)
+    val_curve.append([steps, _finite(val_scores[metric])])
     test_logits = predict_logits(model, preprocess, splits.test.x, dev, eval_batch_size)
-    test_acc = float((test_logits.argmax(1).numpy() == splits.test.y).mean())
-    counts = np.bincount(splits.test.y, minlength=splits.num_classes)
+    test_scores = glue_metrics.score(splits.task, splits.test.y, predictions(test_logits, splits.task_type))
+    if splits.task_type == "classification":
+        # every classification task's metrics include accuracy (glue_metrics.TASK_METRICS)
+        test_acc = float((test_logits.argmax(1).numpy() == splits.test.y).mean())
+        counts = np.bincount(splits.test.y, minlength=splits.num_classes)
+        accuracies = {"test_accuracy": test_acc, "val_accuracy": val_scores["accuracy"],
+                      "step0_test_accuracy": None if step0 is None else step0["accuracy"],
+                      "chance_accuracy": 1.0 / splits.num_classes,
+                      "majority_accuracy": float(counts.max() / max(1, counts.sum()))}  # always the commonest class
+    else:
+        accuracies = {}
     metrics = {
         "family": family, "base_dir": str(base_dir), "modality": splits.modality,
+        "task_type": splits.task_type, "task": splits.task,
         "classes": list(splits.classes), "num_classes": splits.num_classes,
-        "test_accuracy": test_acc, "val_accuracy": val_acc, "step0_test_accuracy": step0,
-        "chance_accuracy": 1.0 / splits.num_classes,
-        "majority_accuracy": float(counts.max() / max(1, counts.sum())),  # always guessing the commonest class
+        **accuracies,
+        "test_metric": _metric(metric, test_scores[metric]), "val_metric": _metric(metric, val_scores[metric]),
+        "step0_test_metric": None if step0 is None else _metric(metric, step0[metric]),
+        "test_scores": {k: _finite(v) for k, v in test_scores.items()},
+        "val_scores": {k: _finite(v) for k, v in val_scores.items()},
         "loss_curve": losses, "val_curve": val_curve,
         "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
         "warmup_frac": warmup_frac, "warmup_steps": warmup, "grad_clip": GRAD_CLIP, "eval_every": eval_every,
@@ -289,10 +364,19 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
         "step_seconds_first": step_seconds[0], "peak_memory": memory.record(),
         "versions": _versions(splits.modality, peft=spec.uses_peft),
     }
+    cache_stack.close()  # the whole model again, for the checks and the save
+    preprocess = uncached
     model.cpu()
     head = _select(splits.test.x, np.arange(min(N_LOGITS_RECORDED, len(splits.test))))
     expected = predict_logits(model, preprocess, head, torch.device("cpu"))  # on CPU, like the reload
     metrics["test_logits_head"] = expected.tolist()  # first test examples: anyone can check a reload
+    if prefix_cache is not None:  # the cached run's test logits against the whole model's
+        diff = float((test_logits[:len(expected)] - expected).abs().max()) if len(expected) else 0.0
+        if not diff <= RELOAD_ATOL:
+            raise AssertionError(f"the prefix cache's logits differ from the whole model's by {diff:.3g}")
+        metrics["prefix_cache"] = {"start": prefix_cache.start, "texts": len(prefix_cache),
+                                   "fingerprint": prefix_cache.fingerprint, "max_abs_diff_vs_uncached": diff,
+                                   "dropout": f"off in blocks 0..{prefix_cache.start - 1} (cached in eval mode)"}
     with atomic_dir(out_dir) as tmp:
         metrics["adapter_files"] = methods.save_adapter(model, prepared, tmp)  # before the merge: [] for full
         model = methods.finalize(model, spec)  # the adapter merged into the weights: a plain model
@@ -300,9 +384,21 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
         metrics["reload_max_abs_diff"] = _reload_check(tmp, family, splits.num_classes, head, expected)
         metrics["seconds"] = time.perf_counter() - t_start
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    log.info("test accuracy %.4f (step 0: %s, chance %.3f) in %.0f s -> %s", test_acc, step0,
-             1.0 / splits.num_classes, metrics["seconds"], out_dir)
+    log.info("test %s %.4f (step 0: %s) in %.0f s -> %s", metric, test_scores[metric],
+             None if step0 is None else step0[metric], metrics["seconds"], out_dir)
     return metrics
+
+
+def _check_prefix_frozen(model, start: int) -> None:
+    """A prefix cache stands for blocks 0..start-1 and the embeddings: nothing there may train."""
+    from specbasis.prefix_cache import backbone
+
+    core = backbone(model)
+    frozen = [core.embeddings] + list(core.encoder.layer)[:start]
+    training = [n for part in frozen for n, p in part.named_parameters() if p.requires_grad]
+    if training:
+        raise ValueError(f"prefix cache before block {start}: the method trains {training[:3]} there; a cache "
+                         f"needs every parameter before its block frozen")
 
 
 def _reload_check(folder: Path, family: str, num_classes: int, x, expected: torch.Tensor) -> float:

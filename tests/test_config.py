@@ -40,7 +40,7 @@ def _break(config, edit):
 CASES = [
     # (what is wrong, edit, fragments the message must contain)
     ("misspelt top-level key", lambda c: c.update(modles=c["models"]),
-     ["<top level>", "'modles'", "allowed: alignment, datasets, device, dynamics, finetune, generalization, interventions, models, pairs, seed, svd"]),
+     ["<top level>", "'modles'", "allowed: alignment, datasets, device, dynamics, finetune, generalization, interventions, models, pairs, peft, seed, svd"]),
     ("misspelt model key", lambda c: c["models"]["minilm"].update(famly="bert"),
      ["models.minilm", "'famly'", "allowed:", "family"]),
     ("unknown family", lambda c: c["models"]["minilm"].update(family="bret"),

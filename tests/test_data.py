@@ -16,7 +16,7 @@ import pytest
 
 from hubstub import HubStub
 
-from specbasis.data import (EVAL_FORMATS, FASHION_MNIST_CLASSES, FORMATS, GLUE_TASKS, load_splits, load_test,
+from specbasis.data import (FASHION_MNIST_CLASSES, FORMATS, GLUE_TASKS, TASK_FORMATS, load_splits, load_test,
                             read_idx, split_sentences, stratified_split)
 
 
@@ -178,7 +178,10 @@ def fingerprint(splits):
             for name, p in all_parts(splits).items()}
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+CUT_FORMATS = [f for f in FORMATS if f not in TASK_FORMATS]  # glue's seeds and caps: tests/test_glue_train.py
+
+
+@pytest.mark.parametrize("fmt", CUT_FORMATS)
 def test_splits_are_fixed_by_the_seed(dirs, fmt):
     a, b = load_splits(fmt, dirs[fmt], seed=3), load_splits(fmt, dirs[fmt], seed=3)
     assert fingerprint(a) == fingerprint(b)
@@ -187,7 +190,7 @@ def test_splits_are_fixed_by_the_seed(dirs, fmt):
     assert changed == (["train", "val"] if fmt == "idx" else ["train", "val", "test"])
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", CUT_FORMATS)
 def test_caps_take_fixed_subsets(dirs, fmt):
     full = load_splits(fmt, dirs[fmt], seed=0)
     capped = load_splits(fmt, dirs[fmt], seed=0, max_train=7, max_eval=5)
@@ -209,8 +212,8 @@ def test_stratified_split_keeps_class_proportions():
 
 
 # ---------------------------------------------------------------------------------------------
-# GLUE (evaluation only): parquet files as nyu-mll/glue stores them, written with pyarrow the way
-# `datasets` writes them (ClassLabel names in the schema's "huggingface" metadata)
+# GLUE: parquet files as nyu-mll/glue stores them, written with pyarrow the way `datasets` writes them
+# (ClassLabel names in the schema's "huggingface" metadata; STS-B's label a float32 Value)
 
 GLUE_ROWS = {  # task -> rows of (text column values..., label)
     "mnli": [("A man plays a guitar.", "A person makes music.", 0), ("A dog runs.", "The dog is asleep.", 2),
@@ -227,10 +230,12 @@ def write_glue_parquet(path, task, rows, names=None):
     pq = pytest.importorskip("pyarrow.parquet")
     spec = GLUE_TASKS[task]
     columns = {c: [r[i] for r in rows] for i, c in enumerate(spec.text)}
-    table = pa.table({**columns, "label": pa.array([r[-1] for r in rows], pa.int64()),
+    regression = not spec.classes and names is None  # stsb: a float score
+    table = pa.table({**columns, "label": pa.array([r[-1] for r in rows], pa.float32() if regression else pa.int64()),
                       "idx": pa.array(range(len(rows)), pa.int32())})
-    features = {**{c: {"dtype": "string", "_type": "Value"} for c in spec.text},
-                "label": {"names": list(names or spec.classes), "_type": "ClassLabel"},
+    label = ({"dtype": "float32", "_type": "Value"} if regression else
+             {"names": list(names or spec.classes), "_type": "ClassLabel"})
+    features = {**{c: {"dtype": "string", "_type": "Value"} for c in spec.text}, "label": label,
                 "idx": {"dtype": "int32", "_type": "Value"}}
     table = table.replace_schema_metadata({b"huggingface": json.dumps({"info": {"features": features}}).encode()})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -343,14 +348,16 @@ def test_load_test_of_a_split_format_is_load_splits_test(rotten_dir):
     assert (held.split, held.full_size, held.classes) == ("test", splits.full_sizes["test"], splits.classes)
 
 
-def test_eval_formats_are_refused_by_load_splits_and_tasks_are_checked(tmp_path, rotten_dir):
-    assert EVAL_FORMATS == ("glue",) and not set(EVAL_FORMATS) & set(FORMATS)
-    with pytest.raises(ValueError, match="'glue' is evaluation-only .* read it with load_test"):
+def test_task_formats_need_a_task_and_tasks_are_checked(tmp_path, rotten_dir):
+    assert TASK_FORMATS == ("glue",) and set(TASK_FORMATS) <= set(FORMATS)
+    with pytest.raises(ValueError, match="format 'glue' needs a task; allowed: mnli, mnli_mismatched, qnli, sst2"):
         load_splits("glue", tmp_path, seed=0)
     with pytest.raises(ValueError, match="format 'glue' needs a task; allowed: mnli, mnli_mismatched, qnli, sst2"):
         load_test("glue", tmp_path, seed=0)
-    with pytest.raises(ValueError, match="unknown GLUE task 'stsb'"):
-        load_test("glue", tmp_path, seed=0, task="stsb")
+    with pytest.raises(ValueError, match="unknown GLUE task 'stsc'"):
+        load_test("glue", tmp_path, seed=0, task="stsc")
+    with pytest.raises(ValueError, match="format 'rotten_tomatoes' takes no task"):
+        load_splits("rotten_tomatoes", rotten_dir, seed=0, task="sst2")
     with pytest.raises(ValueError, match="format 'rotten_tomatoes' takes no task"):
         load_test("rotten_tomatoes", rotten_dir, seed=0, task="sst2")
     with pytest.raises(ValueError, match="allowed: rotten_tomatoes, political_speeches, idx, mnist_csv, glue"):

@@ -261,10 +261,6 @@ CONFIG_CASES = [
      ["datasets.g.task: required for format 'glue'"]),
     ("task on another format", lambda c: c["datasets"]["political"].update(task="sst2"),
      ["datasets.political.task: only format(s) glue take a task"]),
-    ("finetune on an evaluation-only dataset", lambda c: (c["datasets"].update(
-        g={"source": "hf:datasets/nyu-mll/glue@main", "member": "sst2/validation-*.parquet", "format": "glue",
-           "task": "sst2"}), c["models"]["minilm-rt"]["finetune"].update(dataset="g")),
-     ["models.minilm-rt.finetune.dataset: 'g' is evaluation-only"]),
     ("no such model", _section(models=["minilm-sst"]), ["interventions.models: 'minilm-sst' is not a model"]),
     ("donor of another pretrained model", _section(cross={"minilm-rt": "effnet-mnist"}),
      ["interventions.cross.minilm-rt: donor 'effnet-mnist' is finetuned from 'effnet', 'minilm-rt' from 'minilm'"]),

@@ -208,7 +208,7 @@ def test_brain_checkpoints_are_unnested_and_aligned(run):
 
 
 @pytest.mark.parametrize("fig", ["fig2", "fig3", "fig6", "fig7", "fig8", "fig10", "fig11", "fig12", "fig13", "fig14",
-                                 "fig15", "fig16", "fig17", "fig18", "fig19", "fig20", "fig4", "fig9", "fig21"])
+                                 "fig15", "fig16", "fig17", "fig18", "fig19", "fig20", "fig4", "fig9", "fig21", "fig5"])
 def test_figure_is_rendered(run, fig):
     pdf, png = run / f"results/{fig}.pdf", run / f"results/{fig}.png"
     assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 5_000
@@ -250,10 +250,17 @@ def test_paper_suite_plans_offline():
     assert out.returncode == 0, out.stderr[-4000:]
     config = load_config(ROOT / "config/paper.yaml")
     stats = job_stats(out.stdout)
-    assert "finetune" not in stats and stats["fetch_model"] == len(config["models"]) == 76  # hub finetunes
+    assert stats["fetch_model"] == len(config["models"]) == 76  # hub finetunes; the workflow finetunes the peft grid only
+    # spectral finetuning and the PEFT methods: DeBERTa-v3-base x 9 methods x 8 GLUE tasks, fig5's points (MNLI)
+    from specbasis import peft_grid
+
+    runs = peft_grid.table_runs(config) + peft_grid.sweep_runs(config)
+    assert stats["finetune"] == len(runs) == 9 * 8 + 14 + 5 + 10
+    assert stats["table1"] == stats["table5"] == stats["fig5"] == 1 and "prefix_cache" not in stats
+    assert "results/models/peft-glue-stsb-spectral-s42" in out.stdout and "results/models/fig5-L10_11-k0-m700-s42" in out.stdout
     assert stats["alignment"] == len(config["pairs"]) == 40  # Tables 2 and 3 (32) + 4 extras + 4 interventions
     # the interventions: bert-base-uncased on four GLUE tasks, evaluated on GLUE validation from the hub
-    assert stats["swap"] == stats["mask"] == stats["fetch_dataset"] == 4
+    assert stats["swap"] == stats["mask"] == 4 and stats["fetch_dataset"] == 8  # GLUE's eight tasks
     assert all(stats[f] == 1 for f in ("fig12", "fig13", "fig14", "fig15", "fig17"))
     assert stats["table2"] == stats["table3"] == stats["fig18"] == stats["generalization"] == stats["fig7"] == 1
     assert all(f"results/alignment/{p}.csv" in out.stdout for p in config["pairs"])
@@ -470,3 +477,75 @@ def test_shuffled_labels_are_other_labels_from_the_same_checkpoint(run):
         a = pd.read_csv(run / f"results/dynamics/posttrain/{name}-classify.curve.csv")
         b = pd.read_csv(run / f"results/dynamics/posttrain/{name}-classify_shuffled.curve.csv")
         assert not np.allclose(a["loss"], b["loss"])
+
+
+# ------------------------------------------------------------------------------------------- spectral finetuning, PEFT
+
+def _metrics(run, model):
+    return json.loads((run / "results/models" / model / "metrics.json").read_text())
+
+
+def test_table1_holds_every_method_measured_in_this_run(run):
+    table = pd.read_csv(run / "results/table1.csv")
+    measured = table[table["source"] == "measured"].set_index("method")
+    assert {"full", "spectral", "psoft", "bitfit", "lora_kaiming"} <= set(measured.index)
+    full = _metrics(run, "peft-reviews-full-s0")
+    assert measured.loc["full", "reviews"] == pytest.approx(100 * full["test_accuracy"], abs=0.01)
+    assert measured.loc["full", "parameters"] == full["trainable_parameters"]
+    spectral = _metrics(run, "peft-reviews-spectral-s0")
+    assert measured.loc["spectral", "reviews"] == pytest.approx(100 * spectral["test_accuracy"], abs=0.01)
+    assert measured.loc["spectral", "parameters"] == spectral["parameter_counts"]["adapter"] == 2 * 8 ** 2
+    assert measured.loc["psoft", "parameters"] == 2 * 8 ** 2  # peft's PSOFT: r x r per matrix, as ours
+    for method in ("spectral", "psoft", "bitfit", "lora_kaiming"):
+        assert measured.loc[method, "step seconds"] > 0 and measured.loc[method, "reviews"] > 60, method
+    assert measured.loc["hadapter", "note"].startswith("not run")
+    assert "paper, Table 1" not in set(table["source"])
+    for suffix in ("md", "tex"):
+        assert "spectral" in (run / f"results/table1.{suffix}").read_text()
+
+
+def test_a_spectral_finetune_changes_only_its_block_of_the_pretrained_svd(run):
+    """U^T (W - W0) V is zero outside [k, m) x [k, m) for the adapted matrices; every other matrix is unchanged."""
+    from safetensors.numpy import load_file
+
+    pre = {k.removeprefix("bert."): v for k, v in load_file(run / "results/models/bert-x10/model.safetensors").items()}
+    ft = {k.removeprefix("bert."): v for k, v in
+          load_file(run / "results/models/peft-reviews-spectral-s0/model.safetensors").items()}
+    adapted = {"encoder.layer.1.intermediate.dense.weight", "encoder.layer.1.output.dense.weight"}
+    for name, w0 in pre.items():
+        if name not in ft:
+            continue
+        if name in adapted:
+            U, S, Vh = np.linalg.svd(w0.astype(np.float64), full_matrices=False)
+            D = U.T @ (ft[name].astype(np.float64) - w0) @ Vh.T
+            outside = D.copy()
+            outside[:8, :8] = 0
+            assert np.abs(outside).max() < 1e-5 * S[0], (name, np.abs(outside).max())
+            assert np.abs(D[:8, :8]).max() > 1e-3, name  # the block did train
+        else:
+            np.testing.assert_array_equal(ft[name], w0, err_msg=name)
+
+
+def test_fig5_points_have_every_seed_and_cached_runs_match_the_whole_model(run):
+    table = pd.read_csv(run / "results/peft/fig5.csv")
+    assert len(table) == 6 * 2  # (2 rank + 2 layer + 2 block points) x 2 seeds
+    assert set(table.groupby(["sweep", "x"]).size()) == {2}
+    shared = table[table["model"] == "fig5-L1-k0-m8-s0"]
+    assert set(shared["sweep"]) == {"rank", "layers", "block"} and shared["score"].nunique() == 1
+    for row in table.drop_duplicates("model").itertuples():
+        metrics = _metrics(run, row.model)
+        assert metrics["method"]["k"] == row.k and metrics["method"]["m"] == row.m and metrics["seed"] == row.seed
+        if row.layers == "1":  # starts from the cache of block 0's outputs
+            assert row.prefix_cache_start == 1 and metrics["prefix_cache"]["max_abs_diff_vs_uncached"] < 1e-4
+        else:
+            assert np.isnan(row.prefix_cache_start) and "prefix_cache" not in metrics
+    assert not list((run / "results/peft/cache").glob("*"))  # temporary: deleted once its runs are done
+    seeds = table[table["model"].str.endswith("-s1")]
+    assert (seeds["score"].to_numpy() != table[table["model"].str.endswith("-s0")]["score"].to_numpy()).any()
+
+
+def test_table5_lists_the_settings_used(run):
+    table = pd.read_csv(run / "results/table5.csv").set_index("task")
+    assert table.loc["reviews", "steps"] == 120 and table.loc["reviews", "batch size"] == 16
+    assert "0.02 (spectral, psoft, bitfit)" in table.loc["reviews", "lr"]
+

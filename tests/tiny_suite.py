@@ -20,7 +20,8 @@ WORDS = {1: ["great", "wonderful", "moving", "superb", "fun"], 0: ["awful", "dul
 FILLER = ["the", "film", "is", "a", "movie", "and", "very", "quite", "this", "was"]
 
 
-def tiny_bert(folder: Path) -> None:
+def tiny_bert(folder: Path, scale: float = 1.0) -> None:
+    """A 2-block BERT, random init; `scale` multiplies every Linear weight (see TINY_PEFT)."""
     from transformers import BertConfig, BertModel, BertTokenizer
 
     folder.mkdir(parents=True)
@@ -29,7 +30,12 @@ def tiny_bert(folder: Path) -> None:
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
-    BertModel(config).save_pretrained(folder)
+    model = BertModel(config)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.mul_(scale)
+    model.save_pretrained(folder)
 
 
 def tiny_effnet(folder: Path) -> None:
@@ -131,10 +137,32 @@ TINY_DYNAMICS = {
 }
 
 
+# Spectral finetuning and PEFT, tiny: a 2-block BERT on the reviews. At BERT's init (std 0.02) a random BERT's pooled
+# features hardly differ between the classes, and nothing but full finetuning learns in 40 steps; with every Linear
+# weight x10 they are unit-scale as pretrained features are, and every method does (tests/test_methods.py: same).
+_LAST_FFN = {"layers": [-1], "kinds": ["ffn_in", "ffn_out"]}
+TINY_PEFT = {
+    "base": "bert-x10",
+    "tasks": {"reviews": {"steps": 120}},
+    "methods": {"full": {"method": "full"},
+                "spectral": {"method": "spectral", "k": 0, "m": 8, "targets": _LAST_FFN, "lr": 2e-2},
+                "psoft": {"method": "psoft", "r": 8, "targets": _LAST_FFN, "lr": 2e-2},
+                "bitfit": {"method": "bitfit", "lr": 2e-2},
+                "lora_kaiming": {"method": "lora", "r": 2, "targets": {"layers": "all", "kinds": ["attn_q", "attn_v", "ffn_in", "ffn_out"]},
+                                 "lr": 1e-2}},
+    # fig5: 2 seeds (the default suite runs 3); block 1 runs start from the prefix cache of block 0's outputs
+    "sweeps": {"task": "reviews", "seeds": [0, 1], "lr": 2e-2, "train": {"steps": 120}, "cache_prefix": True,
+               "rank": {"layers": [1], "k": 0, "m": [4, 8]},
+               "layers": {"m": 8, "layers": [[0], [1]]},
+               "block": {"layers": [1], "width": 8, "k": [0, 8]}},
+}
+
+
 def build(root: Path) -> Path:
     """Write the fixtures and config.yaml under root; return the config's path."""
     fx = root / "fixtures"
     tiny_bert(fx / "tiny-bert")
+    tiny_bert(fx / "tiny-bert-x10", scale=10.0)
     tiny_effnet(fx / "tiny-effnet")
     tiny_reviews(fx / "reviews.csv.bz2")
     tiny_digits(fx / "digits.csv.gz")
@@ -148,6 +176,8 @@ def build(root: Path) -> Path:
             "bert": {"source": "local:fixtures/tiny-bert", "format": "hf", "family": "bert", "task": "tiny",
                      "accuracy": 0.5},
             "bert-rt": {"finetune": {"from": "bert", "dataset": "reviews"}, "family": "bert", "task": "reviews"},
+            "bert-x10": {"source": "local:fixtures/tiny-bert-x10", "format": "hf", "family": "bert",
+                         "task": "tiny, for the PEFT stage"},
             "effnet": {"source": "local:fixtures/tiny-effnet", "format": "timm", "family": "efficientnet_lite",
                        "task": "tiny"},
             "effnet-digits": {"finetune": {"from": "effnet", "dataset": "digits"}, "family": "efficientnet_lite",
@@ -178,6 +208,7 @@ def build(root: Path) -> Path:
                           "sources": ["pretrained", "random", "random_orthogonal", "zero"], "k": [0, 1, 4, 40],
                           "fractions": [0, 0.5, 1], "max_eval": 100, "batch_size": 64},
         "dynamics": TINY_DYNAMICS,
+        "peft": TINY_PEFT,
     }
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -10,6 +10,13 @@ from specbasis.config import (MODALITIES, cross_donor, intervention_groups, inte
 
 validate_config(config)  # fails at parse time, naming each bad key and what is allowed
 
+# The `peft:` section's runs (table1's grid, fig5's sweeps) become finetuned models like any other.
+from specbasis import peft_grid  # noqa: E402
+
+PEFT = config.get("peft")
+if PEFT:
+    config["models"].update(peft_grid.model_entries(config))
+
 MODELS = config["models"]
 PAIRS = config["pairs"]
 DATASETS = config["datasets"]
@@ -84,13 +91,18 @@ def finetune_settings(wildcards):
 def settings_of_finetune(model):
     """finetune_settings of a model by name."""
     spec = MODELS[model]
-    dataset = DATASETS[spec["finetune"]["dataset"]]
+    finetune = spec["finetune"]
+    dataset = DATASETS[finetune["dataset"]]
     return {
         "family": spec["family"],
         "format": dataset["format"],
-        "seed": config["seed"],
+        "task": dataset.get("task"),
+        "seed": config["seed"],  # the split's
+        "train_seed": finetune.get("seed", config["seed"]),  # the head's init, the batch order, dropout
         "device": config["device"],
+        "method": finetune.get("method"),
         **config["finetune"].get(modality(spec["family"]), {}),
+        **finetune.get("train", {}),
     }
 
 
@@ -194,7 +206,7 @@ def edited_split(model):
     metrics.json measured); for a fetched model, its evaluate_on dataset's reader and task, and its `labels`."""
     if "finetune" in MODELS[model]:
         train = settings_of_finetune(model)
-        return {"held_out": "finetune", **{k: train.get(k) for k in ("format", "seed", "max_train", "max_eval")}}
+        return {"held_out": "finetune", **{k: train.get(k) for k in ("format", "task", "seed", "max_train", "max_eval")}}
     dataset = DATASETS[edited_dataset(model)]
     return {"held_out": "evaluate_on", "format": dataset["format"], "task": dataset.get("task"),
             "seed": config["seed"], "labels": MODELS[model].get("labels")}
@@ -349,5 +361,66 @@ def dynamics_posttrain_tables(modes, ends=False):
 
 def all_targets():
     """Everything `snakemake all` builds: every figure (PDF and PNG) and table."""
+    tables = ("table2", "table3", "table4") + (("table1", "table5") if PEFT else ())
     return expand("results/{fig}.{ext}", fig=FIGURES, ext=("pdf", "png")) + expand(
-        "results/{table}.{ext}", table=("table2", "table3", "table4"), ext=("csv", "md", "tex"))
+        "results/{table}.{ext}", table=tables, ext=("csv", "md", "tex"))
+
+
+# Spectral finetuning and the PEFT methods (peft.smk): an absent `peft:` section turns the stage (table1, table5,
+# fig5) off. Its runs are finetuned models (added to `models` above); fig5's may start from a prefix cache.
+PEFT_SWEEP_RUNS = {r.name: r for r in peft_grid.sweep_runs(config)} if PEFT else {}
+PREFIX_CACHES = sorted({f"{PEFT['base']}-{r.task}-L{r.first_layer}" for r in PEFT_SWEEP_RUNS.values()
+                        if peft_grid.uses_cache(config, r)}) if PEFT else []
+if PEFT:
+    FIGURES.append("fig5")
+
+
+def finetune_prefix_cache(wildcards):
+    """[] or the prefix cache a fig5 run starts from (peft.sweeps.cache_prefix)."""
+    run = PEFT_SWEEP_RUNS.get(wildcards.finetuned)
+    if run is None or not peft_grid.uses_cache(config, run):
+        return []
+    return f"results/peft/cache/{PEFT['base']}-{run.task}-L{run.first_layer}.safetensors"
+
+
+def prefix_cache_parts(wildcards):
+    """base, dataset and first block of a prefix cache's name."""
+    import re
+
+    base, task, start = re.fullmatch(r"(.+)-(.+)-L(\d+)", wildcards.cache).groups()
+    return base, task, int(start)
+
+
+def prefix_cache_inputs(wildcards):
+    base, task, _ = prefix_cache_parts(wildcards)
+    return {"base": f"results/models/{base}", "data": f"resources/datasets/{task}"}
+
+
+def prefix_cache_settings(wildcards):
+    """What the cache is built from: the split and tokenisation of the sweep runs on its task."""
+    base, task, start = prefix_cache_parts(wildcards)
+    run = next(r for r in PEFT_SWEEP_RUNS.values() if r.task == task and r.first_layer == start)
+    return {**settings_of_finetune(run.name), "start": start}
+
+
+def peft_table_cells():
+    """table1's cells: task, method, seed and the model holding its metrics.json."""
+    return peft_grid.table_models(config)
+
+
+def peft_table_inputs(wildcards=None):
+    return sorted({f"results/models/{c['model']}" for c in peft_table_cells()})
+
+
+def peft_sweep_points():
+    return peft_grid.sweep_models(config)
+
+
+def peft_sweep_inputs(wildcards=None):
+    return sorted({f"results/models/{p['model']}" for p in peft_sweep_points()})
+
+
+def peft_task_columns():
+    from specbasis.peft_results import task_columns
+
+    return task_columns(list(PEFT["tasks"]), DATASETS)

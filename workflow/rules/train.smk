@@ -21,6 +21,7 @@ rule finetune:
     input:
         base=base_model_dir,
         data=finetune_dataset_dir,
+        cache=finetune_prefix_cache,  # fig5's runs only (peft.sweeps.cache_prefix)
     output:
         directory("results/models/{finetuned}"),
     log:

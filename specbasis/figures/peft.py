@@ -1,0 +1,54 @@
+"""Figure 5: where the spectral adapter's budget goes, from fig5's tidy table (specbasis.peft_results.sweep_table).
+
+A. rank budget: k = 0, m swept; B. layer location: the same block [k, m) on other blocks; C. block location:
+m − k fixed, k swept. Every point is one run per seed: the seeds are drawn, their mean joined by a line with
+± one standard deviation; a dashed line marks full finetuning's score on the task where table1 has it.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from .interventions import _grid, _page_note
+
+PANELS = {"rank": ("A. rank budget (k = 0)", "m (components adapted: 0..m)"),
+          "layers": ("B. layer location", "adapted blocks"),
+          "block": ("C. block location (m − k fixed)", "k (first component adapted)")}
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (sweep, x): mean, standard deviation, min and max of the score over seeds, and the seed count."""
+    return (table.groupby(["sweep", "x"], sort=False)["score"]
+            .agg(mean="mean", sd="std", lo="min", hi="max", seeds="count").reset_index())
+
+
+def _order(sub: pd.DataFrame, sweep: str) -> list:
+    xs = list(dict.fromkeys(sub["x"]))
+    if sweep == "layers":
+        return sorted(xs, key=lambda s: [int(i) for i in str(s).split("_")])
+    return sorted(xs, key=float)
+
+
+def fig5(table: pd.DataFrame, full: float | None = None, task: str = "", detail: str = "") -> plt.Figure:
+    """Three panels (those the table has), score against the swept setting."""
+    sweeps = [s for s in PANELS if s in set(table["sweep"])] if len(table) else []
+    if not sweeps:
+        return _page_note("No fig5 runs: the config's peft section has no sweeps.")
+    fig, axes = _grid(len(sweeps), width=4.4)
+    for ax, sweep in zip(axes, sweeps):
+        sub = table[table["sweep"] == sweep].copy()
+        order = _order(sub, sweep)
+        sub["x"] = pd.Categorical(sub["x"].astype(str), categories=[str(x) for x in order], ordered=True)
+        sns.pointplot(data=sub, x="x", y="score", errorbar="sd", color="C0", capsize=0.15, ax=ax, label="mean ± sd")
+        sns.stripplot(data=sub, x="x", y="score", color="C1", size=4, alpha=0.7, jitter=0.08, ax=ax, label="a seed")
+        if full is not None:
+            ax.axhline(full, ls="--", color="0.4", lw=1, label="full finetuning")
+        title, xlabel = PANELS[sweep]
+        ax.set(title=title, xlabel=xlabel, ylabel=f"test score (%){', ' + task if task else ''}")
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize="small")
+    if detail:
+        fig.suptitle(detail, fontsize="small")
+    return fig

@@ -1,0 +1,186 @@
+"""specbasis.peft_grid (the `peft:` section expanded into runs) and specbasis.peft_results (table1, table5, fig5's
+table): pure functions of the config and of metrics.json contents."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from specbasis import peft_grid, peft_results
+from specbasis.config import ConfigError, load_config, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def default():
+    return load_config(ROOT / "config.yaml")
+
+
+def _problems(config, edit):
+    config = copy.deepcopy(config)
+    edit(config)
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    return str(info.value)
+
+
+def test_table_runs_are_methods_x_tasks_x_seeds_and_full_reuses_the_suites_finetune(default):
+    runs = peft_grid.table_runs(default)
+    methods, tasks = list(default["peft"]["methods"]), list(default["peft"]["tasks"])
+    assert [(r.task, r.row) for r in runs] == [(t, m) for t in tasks for m in methods]
+    reused = {r.row: r.reuse for r in runs if r.reuse}
+    assert set(reused) == {"full"} and sorted(r.reuse for r in runs if r.reuse) == ["minilm-party", "minilm-rt"]
+    spectral = next(r for r in runs if r.row == "spectral")
+    assert spectral.name == "peft-rotten_tomatoes-spectral-s0" and spectral.train == {"lr": 3e-3}
+    assert "lr" not in spectral.method  # lr is a training setting, not a method setting
+    entries = peft_grid.model_entries(default)
+    assert "peft-rotten_tomatoes-full-s0" not in entries and "peft-political-psoft-s0" in entries
+    assert entries["peft-political-psoft-s0"]["finetune"]["method"]["r"] == 150
+
+
+def test_full_is_not_reused_when_its_settings_differ(default):
+    config = copy.deepcopy(default)
+    config["peft"]["tasks"]["political"] = {"steps": 50}
+    runs = {r.name: r for r in peft_grid.table_runs(config)}
+    assert runs["peft-rotten_tomatoes-full-s0"].reuse == "minilm-rt"
+    assert runs["peft-political-full-s0"].reuse is None
+    config["peft"]["seeds"] = [0, 1]
+    runs = {r.name: r for r in peft_grid.table_runs(config)}
+    assert runs["peft-rotten_tomatoes-full-s1"].reuse is None  # another seed: another run
+
+
+def test_sweep_points_shared_by_panels_run_once(default):
+    runs = peft_grid.sweep_runs(default)
+    names = [r.name for r in runs]
+    assert len(names) == len(set(names))
+    shared = next(r for r in runs if r.name == "fig5-L4_5-k0-m96-s0")
+    assert sorted(shared.points, key=str) == sorted([("rank", 96), ("layers", "4_5"), ("block", 0)], key=str)
+    sweeps = default["peft"]["sweeps"]
+    points = {(s, x) for r in runs for s, x in r.points}
+    expected = (len(sweeps["rank"]["m"]) + len(sweeps["layers"]["layers"]) + len(sweeps["block"]["k"]))
+    assert len(points) == expected
+    assert len(runs) == len({(r.method["k"], r.method["m"], tuple(r.layers)) for r in runs}) * len(sweeps["seeds"])
+    block = next(r for r in runs if r.name == "fig5-L4_5-k192-m288-s1")
+    assert block.method == {"method": "spectral", "k": 192, "m": 288,
+                            "targets": {"layers": [4, 5], "kinds": ["ffn_in", "ffn_out"]}} and block.seed == 1
+    cached = {r.first_layer for r in runs if peft_grid.uses_cache(default, r)}
+    assert cached == {2, 4}  # blocks 0-1 adapted: nothing before them to cache
+    rows = peft_grid.sweep_models(default)
+    assert len(rows) == expected * len(sweeps["seeds"])
+
+
+def test_resolved_training_settings_layer_suite_task_and_method(default):
+    config = copy.deepcopy(default)
+    config["peft"]["tasks"]["political"] = {"epochs": 2, "lr": 5e-4}
+    settings = peft_grid.table5_settings(config)
+    assert settings["rotten_tomatoes"]["full"]["lr"] == default["finetune"]["text"]["lr"]
+    assert settings["rotten_tomatoes"]["spectral"]["lr"] == 3e-3
+    assert settings["political"]["full"]["lr"] == 5e-4 and settings["political"]["full"]["epochs"] == 2
+    assert "steps" not in settings["political"]["full"]
+    assert settings["political"]["lora_kaiming"]["lr"] == 1e-3  # the method's lr wins over the task's
+
+
+@pytest.mark.parametrize("edit, fragments", [
+    (lambda c: c["peft"].update(base="nope"), ["peft.base", "'nope' is not a model"]),
+    (lambda c: c["peft"].update(base="minilm-rt"), ["peft.base", "finetuned model"]),
+    (lambda c: c["peft"]["tasks"].update(imdb={}), ["peft.tasks", "'imdb' is not a dataset"]),
+    (lambda c: c["peft"]["methods"].update(x={"method": "lorax"}), ["peft.methods.x", "lorax", "allowed: full"]),
+    (lambda c: c["peft"]["methods"]["spectral"].update(k=150), ["peft.methods.spectral", "must exceed k = 150"]),
+    (lambda c: c["peft"]["methods"]["spectral"].pop("targets"), ["peft.methods.spectral", "targets", "required"]),
+    (lambda c: c["peft"]["methods"]["lora_kaiming"].update(peft={"use_rslorra": True}),
+     ["peft.methods.lora_kaiming", "peft.use_rslorra", "no such option"]),
+    (lambda c: c["peft"]["methods"]["bitfit"].update(r=4), ["peft.methods.bitfit", "not a setting of bitfit"]),
+    (lambda c: c["peft"]["sweeps"]["block"].update(width=0), ["peft.sweeps.block.width", "minimum"]),
+    (lambda c: c["peft"]["sweeps"]["rank"].update(k=48), ["peft.sweeps.rank", "k = 48, m = 24"]),
+    (lambda c: c["peft"]["sweeps"]["layers"].update(layers=[[-2, -1]]), ["cache_prefix needs block indices"]),
+    (lambda c: c["peft"]["tasks"].update(political={"steps": 5, "epochs": 1}), ["peft.tasks.political", "not both"]),
+    (lambda c: c["models"]["minilm-rt"]["finetune"].update(method={"method": "lora", "rr": 4}),
+     ["models.minilm-rt.finetune.method", "rr", "not a setting of lora"]),
+    (lambda c: c["models"]["minilm-rt"].update(finetune={"from": "minilm", "dataset": "political", "speed": 1}),
+     ["models.minilm-rt.finetune", "'speed'"]),
+])
+def test_bad_peft_input_stops_at_parse_time_naming_the_key(default, edit, fragments):
+    message = _problems(default, edit)
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+def test_no_peft_section_no_runs(default):
+    config = copy.deepcopy(default)
+    del config["peft"]
+    validate_config(config)
+    assert peft_grid.peft_problems(config) == []
+
+
+# ------------------------------------------------------------------------------------------- results
+
+def _metrics(acc, method="spectral", adapter=100, trainable=110, step=0.1, peak=2 * 2 ** 20, metric=None):
+    m = {"test_accuracy": acc, "method": {"method": method}, "trainable_parameters": trainable,
+         "parameter_counts": {"trainable": trainable, "adapter": adapter, "head": trainable - adapter, "base": 1000},
+         "step_seconds_median": step, "seconds": 10.0,
+         "peak_memory": {"device": "cpu", "peak_bytes": 10 * 2 ** 20, "peak_above_step_start_bytes": peak}}
+    if metric:
+        m["test_metric"] = metric
+    return m
+
+
+def test_table1_means_seeds_and_tasks_and_counts_adapters_without_the_head():
+    cells = [{"task": t, "method": meth, "seed": s, "model": f"{t}-{meth}-{s}"}
+             for t in ("a", "b") for meth in ("full", "spectral") for s in (0, 1)]
+    metrics = {c["model"]: _metrics(0.5 + 0.1 * (c["task"] == "b") + 0.02 * c["seed"], c["method"],
+                                    adapter=900 if c["method"] == "full" else 100,
+                                    trainable=1000 if c["method"] == "full" else 110) for c in cells}
+    metrics["b-spectral-1"]["test_metric"] = {"name": "matthews", "value": 0.40}
+    runs = peft_results.run_rows(cells, metrics)
+    table = peft_results.table1(runs, {"a": "A", "b": "B"})
+    spectral = table[table["method"] == "spectral"].iloc[0]
+    assert spectral["A"] == pytest.approx(51.0) and spectral["A sd"] == pytest.approx(np.std([50, 52], ddof=1), abs=0.01)
+    assert spectral["B"] == pytest.approx(50.0)  # (60 + 40) / 2: the run's task metric wins over accuracy
+    assert spectral["average"] == pytest.approx(50.5)
+    assert spectral["parameters"] == 100 and table[table["method"] == "full"].iloc[0]["parameters"] == 1000
+    assert spectral["step seconds"] == pytest.approx(0.1) and spectral["step memory MiB"] == pytest.approx(2.0)
+    assert spectral["paper_row"] == "the paper's spectral method"
+    missing = table[table["note"].str.startswith("not run", na=False)]
+    assert set(missing["paper_row"]) == {"HAdapter (Houlsby)", "PAdapter (Pfeiffer)"}
+    assert "paper, Table 1" not in set(table["source"])
+    with_paper = peft_results.table1(runs, {"a": "A", "b": "B"}, paper=True)
+    reported = with_paper[with_paper["source"] == "paper, Table 1"]
+    assert len(reported) == 10
+    row = reported[reported["method"] == "the paper's spectral method"].iloc[0]
+    assert row["MNLI"] == 87.45 and row["average"] == 86.73 and row["parameters"] == "0.36M"
+
+
+def test_glue_datasets_take_the_papers_columns():
+    datasets = {"glue-cola": {"task": "cola"}, "glue-stsb": {"task": "stsb"}, "rotten_tomatoes": {}}
+    assert peft_results.task_columns(list(datasets), datasets) == {"glue-cola": "CoLA", "glue-stsb": "STS-B",
+                                                                   "rotten_tomatoes": "rotten_tomatoes"}
+
+
+def test_table5_lists_learning_rates_by_the_methods_that_share_them(default):
+    table = peft_results.table5(peft_grid.table5_settings(default), {})
+    rt = table[table["task"] == "rotten_tomatoes"].iloc[0]
+    assert rt["steps"] == 200 and rt["batch size"] == 32
+    assert "0.0001 (full)" in rt["lr"] and "0.003 (spectral, psoft, bitfit)" in rt["lr"]
+    single = peft_results.table5({"t": {"a": {"lr": 2e-4, "epochs": 3, "batch_size": 16}}}, {"t": "T"})
+    assert single.iloc[0]["lr"] == "0.0002" and single.iloc[0]["task"] == "T" and single.iloc[0]["epochs"] == 3
+
+
+def test_sweep_table_and_its_summary():
+    from specbasis.figures.peft import fig5, summary
+
+    points = [{"sweep": "rank", "x": m, "seed": s, "k": 0, "m": m, "layers": "4_5", "model": f"m{m}s{s}"}
+              for m in (24, 96) for s in (0, 1, 2)]
+    metrics = {p["model"]: _metrics(0.6 + p["m"] / 1000 + 0.01 * p["seed"]) for p in points}
+    table = peft_results.sweep_table(points, metrics)
+    assert list(table.columns) == peft_results.SWEEP_COLUMNS and len(table) == 6
+    s = summary(table).set_index("x")
+    assert s.loc[96, "mean"] == pytest.approx(70.6) and s.loc[96, "seeds"] == 3
+    assert s.loc[24, "sd"] == pytest.approx(1.0)
+    fig = fig5(table, full=80.0, task="t")
+    assert len(fig.axes) == 1
+    note = fig5(pd.DataFrame(columns=peft_results.SWEEP_COLUMNS))
+    assert note.axes[0].texts

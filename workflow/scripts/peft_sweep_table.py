@@ -1,0 +1,13 @@
+"""fig5's tidy table: one row per (panel, point, seed) of the spectral sweeps, from the runs' metrics.json.
+
+Snakemake: input.runs, params.points (sweep, x, seed, k, m, layers, model), output[0], log[0].
+"""
+from specbasis.logs import setup_logging
+from specbasis.peft_results import read_metrics, sweep_table
+from specbasis.tables import write_csv
+
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+    points = list(snakemake.params.points)  # noqa: F821
+    metrics = {p["model"]: read_metrics(f"results/models/{p['model']}") for p in points}
+    write_csv(sweep_table(points, metrics), snakemake.output[0])  # noqa: F821
