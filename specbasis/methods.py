@@ -141,11 +141,12 @@ def _counts(model: nn.Module, base: int, head_params: int) -> dict[str, int]:
 
 
 def prepare(model: nn.Module, spec: MethodSpec | Mapping | str | None, family: str, *,
-            total_steps: int | None = None) -> tuple[nn.Module, Prepared]:
+            total_steps: int | None = None, factors: Mapping | None = None) -> tuple[nn.Module, Prepared]:
     """Apply the method to a freshly loaded classifier; return (the model to train, what was done).
 
-    total_steps: the training loop's optimizer steps (AdaLoRA's budget schedule needs it). Everything that
-    can fail (targets, ranks, peft options) fails here, before the first training step."""
+    total_steps: the training loop's optimizer steps (AdaLoRA's budget schedule needs it). factors: spectral
+    only, precomputed SVDs by matrix id (spectral.apply_spectral checks they fit the weights; those missing
+    are computed). Everything that can fail (targets, ranks, peft options) fails here, before the first step."""
     spec = parse_method(spec)
     base = sum(p.numel() for p in model.parameters())
     head = head_modules(model)
@@ -161,11 +162,11 @@ def prepare(model: nn.Module, spec: MethodSpec | Mapping | str | None, family: s
         return model, Prepared(spec, {}, head, counts, {"trains": "every *.bias + the head"})
     targets = resolve_targets(model, spec.targets, family)
     if name == "spectral":
-        return _prepare_spectral(model, spec, targets, head, base, head_params)
+        return _prepare_spectral(model, spec, targets, head, base, head_params, factors)
     return _prepare_peft(model, spec, targets, head, base, head_params, total_steps)
 
 
-def _prepare_spectral(model, spec, targets, head, base, head_params):
+def _prepare_spectral(model, spec, targets, head, base, head_params, factors=None):
     from specbasis.spectral import SpectralConfig, apply_spectral, spectral_layers
 
     s = spec.settings
@@ -176,9 +177,15 @@ def _prepare_spectral(model, spec, targets, head, base, head_params):
                  f"{tuple(model.get_submodule(module).weight.shape)}); allowed: k < m ≤ {rank}", "spectral")
     config = SpectralConfig(k=s["k"], m=s["m"], target_modules=list(targets), dtype=s["dtype"], path=s["path"],
                             modules_to_save=head)
-    model = apply_spectral(model, config)
+    given = {}  # by module name: the adapter's targets are module names, a store's SVDs are by matrix id
+    for module, key in targets.items():
+        found = None if factors is None else factors.get(key)
+        if found is not None:
+            given[module] = found
+    model = apply_spectral(model, config, given)
     assert set(spectral_layers(model)) == set(targets), "the spectral adapter wrapped other modules than the targets"
-    return model, Prepared(spec, targets, head, _counts(model, base, head_params), config.to_dict())
+    record = {**config.to_dict(), "factors_given": sorted(given)}  # the rest computed here (float64 SVD)
+    return model, Prepared(spec, targets, head, _counts(model, base, head_params), record)
 
 
 def _peft_config(spec: MethodSpec, targets: dict[str, str], head: list[str], total_steps: int | None):

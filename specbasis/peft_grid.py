@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from specbasis.method_spec import METHODS, parse_method
 
 SWEEPS = ("rank", "layers", "block")  # fig5's panels A, B, C
+# Settings that change what is measured during training, not the trained model (evaluation runs in eval mode and
+# draws no random numbers): a suite's finetune differing only in these is still table1's `full` run.
+EVAL_ONLY = ("eval_every", "eval_step0")
 TRAIN_OVERRIDES = ("steps", "epochs", "lr", "batch_size", "weight_decay", "warmup_frac", "max_length", "eval_every",
                    "max_train", "max_eval")
 # The paper's Table 1 rows (shared/paper-tables.md) for the method names the suites use.
@@ -93,7 +96,7 @@ def _existing(config, section, task, seed, method, train) -> str | None:
     if method.get("method", "full") != "full" or seed != config.get("seed", 0) or "train" in section:
         return None
     default = _train_settings(config, section)
-    if any(train.get(k, default.get(k)) != default.get(k) for k in train):
+    if any(train.get(k, default.get(k)) != default.get(k) for k in train if k not in EVAL_ONLY):
         return None
     for name, spec in config["models"].items():
         ft = spec.get("finetune")
@@ -149,9 +152,11 @@ def model_entries(config: dict) -> dict[str, dict]:
     for run in table_runs(config) + sweep_runs(config):
         if run.reuse:
             continue
+        # step 0's test score (a fresh head on the frozen backbone) says nothing about a method: not measured
+        train = {"eval_step0": False, **section.get("train", {}), **run.train}
         out[run.name] = {"family": base["family"], "task": f"{run.task}, {run.row or 'fig5 point'} (peft grid)",
                          "finetune": {"from": section["base"], "dataset": run.task, "method": copy.deepcopy(run.method),
-                                      "seed": run.seed, "train": {**section.get("train", {}), **run.train}}}
+                                      "seed": run.seed, "train": train}}
     return out
 
 

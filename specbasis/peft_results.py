@@ -47,7 +47,7 @@ def score(metrics: dict) -> float:
     """The run's test metric in percent (accuracy where the run recorded no task metric)."""
     metric = metrics.get("test_metric")
     value = metric["value"] if isinstance(metric, dict) else metrics["test_accuracy"]
-    return 100.0 * float(value)
+    return np.nan if value is None else 100.0 * float(value)  # None: undefined (a constant prediction's correlation)
 
 
 def adapter_parameters(metrics: dict) -> int:

@@ -204,3 +204,21 @@ def read_svd(path, ids: Iterable[str] | None = None, rank: int | None = None) ->
             sl = slice(None) if rank is None else slice(0, rank)
             out[key] = SVD(g["U"][:, sl], g["S"][:], g["Vh"][sl, :])
     return out
+
+
+class StoredSVDs:
+    """Read-on-demand view of an SVD store for the spectral adapter (specbasis.spectral.apply_spectral's
+    `factors`): `get(matrix id)` gives its SVD when the store holds at least `min_rank` vectors of it, else the
+    default (the adapter then computes the SVD itself)."""
+
+    def __init__(self, path, min_rank: int = 0):
+        self.path, self.min_rank = path, min_rank
+
+    def get(self, key: str, default=None):
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            if key not in f or f[key]["U"].shape[1] < self.min_rank:
+                return default
+        return read_svd(self.path, [key])[key]
+

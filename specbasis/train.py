@@ -242,7 +242,7 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
              lr: float, weight_decay: float, warmup_frac: float, max_length: int = 128, image_size: int = 64,
              eval_every: int, seed: int, device: str = "auto", threads: int | None = None,
              eval_step0: bool = True, eval_batch_size: int = 128, method=None,
-             prefix_cache=None) -> dict:
+             prefix_cache=None, spectral_factors=None) -> dict:
     """Finetune the model in base_dir on `splits` by `method`; write out_dir; return the metrics.
 
     method: a spec of specbasis.methods (None or "full": every weight trains, today's finetuning); it is
@@ -253,6 +253,8 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
     on test at the end (and at step 0, pretrained backbone with a fresh head, when eval_step0).
     splits.task_type picks the head and the loss: classification (cross-entropy over num_classes
     outputs) or regression (MSE of one output). The splits are used as given: cap them in load_splits.
+    spectral_factors: for method spectral, precomputed SVDs of the pretrained weights by matrix id (e.g.
+    specbasis.svd.StoredSVDs of the workflow's results/svd store; methods.prepare).
     prefix_cache: a specbasis.prefix_cache.PrefixCache of the texts' hidden states before block `start` (built
     from the same base model and tokenisation): training and evaluation run blocks start.. only (the method
     must train nothing before them; dropout is off in the cached blocks); the saved model is the whole model,
@@ -276,7 +278,8 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
                                         max_length=max_length)
     model.to(dev)
     t_prepare = time.perf_counter()
-    model, prepared = methods.prepare(model, spec, family, total_steps=steps)  # full: the model as it is
+    model, prepared = methods.prepare(model, spec, family, total_steps=steps,  # full: the model as it is
+                                      factors=spectral_factors)
     seconds_prepare = time.perf_counter() - t_prepare
     uncached = preprocess
     cache_stack = contextlib.ExitStack()  # a prefix cache (fig5's sweeps): the model runs the blocks after it only

@@ -339,3 +339,23 @@ def test_a_failed_save_leaves_no_folder(scaled_dir, tmp_path, monkeypatch):
         finetune(scaled_dir, "bert", text_splits(), tmp_path / "out", **{**SETTINGS, "steps": 2}, eval_step0=False,
                  method=SPECS["pissa"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_spectral_factors_come_from_an_svd_store_when_it_holds_enough_vectors(scaled_dir, tmp_path):
+    """The workflow's results/svd store of the base model serves U_r, V_r (StoredSVDs, by matrix id); a store
+    holding fewer than m vectors is passed over and the adapter computes its own SVD."""
+    from specbasis.svd import StoredSVDs, write_svd_matrices
+
+    model, _ = load_classifier(scaled_dir, "bert", 2)
+    targets = methods.resolve_targets(model, LAST_FFN, "bert")
+    mats = {key: model.get_submodule(name).weight.detach().numpy() for name, key in targets.items()}
+    write_svd_matrices(mats, tmp_path / "svd.h5", device="cpu")
+    spec = {"method": "spectral", "k": 0, "m": 8, "targets": LAST_FFN}
+    run = finetune(scaled_dir, "bert", text_splits(), tmp_path / "given", **{**SETTINGS, "steps": 10}, eval_step0=False,
+                   method=spec, spectral_factors=StoredSVDs(tmp_path / "svd.h5", min_rank=8))
+    assert run["adapter_config"]["factors_given"] == sorted(targets)
+    own = finetune(scaled_dir, "bert", text_splits(), tmp_path / "own", **{**SETTINGS, "steps": 10}, eval_step0=False,
+                   method=spec)
+    assert own["adapter_config"]["factors_given"] == []
+    np.testing.assert_allclose(run["test_logits_head"], own["test_logits_head"], atol=1e-4)
+    assert StoredSVDs(tmp_path / "svd.h5", min_rank=10_000).get(next(iter(targets.values()))) is None

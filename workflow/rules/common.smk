@@ -383,6 +383,15 @@ def finetune_prefix_cache(wildcards):
     return f"results/peft/cache/{PEFT['base']}-{run.task}-L{run.first_layer}.safetensors"
 
 
+def finetune_base_svd(wildcards):
+    """[] or the SVD store of the base model a spectral finetune adapts (its U_r, V_r are read from there)."""
+    finetune = MODELS[wildcards.finetuned]["finetune"]
+    method = finetune.get("method")
+    if not (isinstance(method, dict) and method.get("method") == "spectral"):
+        return []
+    return f"results/svd/{finetune['from']}.h5"
+
+
 def prefix_cache_parts(wildcards):
     """base, dataset and first block of a prefix cache's name."""
     import re

@@ -22,6 +22,7 @@ rule finetune:
         base=base_model_dir,
         data=finetune_dataset_dir,
         cache=finetune_prefix_cache,  # fig5's runs only (peft.sweeps.cache_prefix)
+        svd=finetune_base_svd,  # method spectral: U_r, V_r from the base model's SVD store
     output:
         directory("results/models/{finetuned}"),
     log:

@@ -11,7 +11,8 @@ from specbasis.train import finetune
 TRAIN_KEYS = ("steps", "batch_size", "lr", "weight_decay", "warmup_frac", "max_length", "image_size", "eval_every")
 
 
-def main(base: str, data: str, out: str, settings: dict, threads: int, cache: str | None = None) -> None:
+def main(base: str, data: str, out: str, settings: dict, threads: int, cache: str | None = None,
+         svd: str | None = None) -> None:
     task = {"task": settings["task"]} if settings.get("task") else {}
     splits = load_splits(settings["format"], Path(data), settings["seed"], **task,
                          max_train=settings.get("max_train"), max_eval=settings.get("max_eval"))
@@ -19,14 +20,19 @@ def main(base: str, data: str, out: str, settings: dict, threads: int, cache: st
     if "epochs" in settings:  # passes over the training split, as the paper's Table 5 gives them
         train["steps"] = max(1, math.ceil(settings["epochs"] * len(splits.train) / train["batch_size"]))
         train.setdefault("eval_every", train["steps"])
-    prefix = {}
+    extra = {}
+    if svd:  # the spectral adapter's U_r, V_r from the workflow's SVD store of the base model (where it holds them)
+        from specbasis.svd import StoredSVDs
+
+        extra["spectral_factors"] = StoredSVDs(svd, min_rank=settings["method"]["m"])
     if cache:
         from specbasis.prefix_cache import PrefixCache
 
-        prefix = {"prefix_cache": PrefixCache.load(cache)}
+        extra["prefix_cache"] = PrefixCache.load(cache)
     metrics = finetune(Path(base), settings["family"], splits, Path(out), **train,
                        seed=settings.get("train_seed", settings["seed"]), device=settings["device"],
-                       threads=min(threads, os.cpu_count() or 1), method=settings.get("method"), **prefix)
+                       threads=min(threads, os.cpu_count() or 1), method=settings.get("method"),
+                       eval_step0=settings.get("eval_step0", True), **extra)
     logging.getLogger("specbasis").info("test %s %s", metrics["test_metric"]["name"], metrics["test_metric"]["value"])
 
 
@@ -34,4 +40,4 @@ if __name__ == "__main__":
     setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
     main(snakemake.input.base, snakemake.input.data, snakemake.output[0],  # noqa: F821
          dict(snakemake.params.settings), snakemake.threads,  # noqa: F821
-         snakemake.input.get("cache") or None)  # noqa: F821
+         snakemake.input.get("cache") or None, snakemake.input.get("svd") or None)  # noqa: F821
