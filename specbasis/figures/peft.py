@@ -39,7 +39,8 @@ def fig5(table: pd.DataFrame, full: float | None = None, task: str = "", detail:
     for ax, sweep in zip(axes, sweeps):
         sub = table[table["sweep"] == sweep].copy()
         order = _order(sub, sweep)
-        sub["x"] = pd.Categorical(sub["x"].astype(str), categories=[str(x) for x in order], ordered=True)
+        label = (lambda x: str(x).replace("_", "–")) if sweep == "layers" else str  # blocks 0_1 -> 0–1
+        sub["x"] = pd.Categorical(sub["x"].map(label), categories=[label(x) for x in order], ordered=True)
         sns.pointplot(data=sub, x="x", y="score", errorbar="sd", color="C0", capsize=0.15, ax=ax, label="mean ± sd")
         sns.stripplot(data=sub, x="x", y="score", color="C1", size=4, alpha=0.7, jitter=0.08, ax=ax, label="a seed")
         if full is not None:

@@ -413,16 +413,23 @@ def prefix_cache_settings(wildcards):
 
 
 def peft_table_cells():
-    """table1's cells: task, method, seed and the model holding its metrics.json."""
-    return peft_grid.table_models(config)
+    """table1's cells: task, method, seed and the model holding its metrics.json ([] without a peft section)."""
+    return peft_grid.table_models(config) if PEFT else []
 
 
 def peft_table_inputs(wildcards=None):
     return sorted({f"results/models/{c['model']}" for c in peft_table_cells()})
 
 
+def peft_reference_cells():
+    """table1's full-finetuning cells on fig5's task (fig5 draws their score as a line): [] without one."""
+    task = (PEFT.get("sweeps") or {}).get("task") if PEFT else None
+    return [c for c in peft_table_cells() if c["task"] == task and c["method"] == "full"]
+
+
 def peft_sweep_points():
-    return peft_grid.sweep_models(config)
+    """fig5's points ([] without a peft section or its sweeps)."""
+    return peft_grid.sweep_models(config) if PEFT else []
 
 
 def peft_sweep_inputs(wildcards=None):
@@ -432,4 +439,4 @@ def peft_sweep_inputs(wildcards=None):
 def peft_task_columns():
     from specbasis.peft_results import task_columns
 
-    return task_columns(list(PEFT["tasks"]), DATASETS)
+    return task_columns(list(PEFT["tasks"]), DATASETS) if PEFT else {}

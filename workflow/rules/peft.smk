@@ -76,7 +76,7 @@ rule peft_sweep_table:
 rule fig5:
     input:
         table="results/peft/fig5.csv",
-        cells=peft_table_inputs(),
+        reference=[f"results/models/{c['model']}" for c in peft_reference_cells()],
         style=STYLE,
     output:
         pdf=report("results/fig5.pdf", caption="../report/fig5.rst", category="PEFT"),
@@ -84,7 +84,7 @@ rule fig5:
     log:
         "logs/figures/fig5.log",
     params:
-        cells=peft_table_cells(),
+        cells=peft_reference_cells(),
         task=PEFT["sweeps"]["task"] if PEFT and PEFT.get("sweeps") else "",
     conda:
         "../../envs/specbasis.yaml"

@@ -1,7 +1,7 @@
 """Figure 5: the spectral adapter's rank budget, layer location and block location (seeds, mean ± sd).
 
-Snakemake: input.table (results/peft/fig5.csv), input.style, params.cells (table1's cells: full finetuning's
-score on the sweep task is drawn as a reference), params.task, output.pdf/png, log[0].
+Snakemake: input.table (results/peft/fig5.csv), input.reference, input.style, params.cells (table1's full
+finetuning cells on the sweep task: their score is drawn as a reference), params.task, output.pdf/png, log[0].
 """
 import logging
 
