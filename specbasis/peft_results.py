@@ -57,15 +57,19 @@ def adapter_parameters(metrics: dict) -> int:
     return int(metrics.get("trainable_parameters") or counts.get("trainable") or counts.get("base"))
 
 
+def _run_fields(m: dict) -> dict:
+    """What table1 and fig5 both read from a run's metrics.json."""
+    return {"score": score(m), "metric": (m.get("test_metric") or {}).get("name", "accuracy"),
+            "parameters": adapter_parameters(m), "step_seconds": m.get("step_seconds_median")}
+
+
 def run_rows(cells: list[dict], metrics: dict[str, dict]) -> pd.DataFrame:
     """One row per table1 run: task, method, seed, model, score, parameters, step seconds, peak memory."""
     rows = []
     for cell in cells:
         m = metrics[cell["model"]]
         peak = m.get("peak_memory") or {}
-        rows.append({**cell, "score": score(m), "metric": (m.get("test_metric") or {}).get("name", "accuracy"),
-                     "parameters": adapter_parameters(m), "head_parameters": (m.get("parameter_counts") or {}).get("head"),
-                     "step_seconds": m.get("step_seconds_median"),
+        rows.append({**cell, **_run_fields(m), "head_parameters": (m.get("parameter_counts") or {}).get("head"),
                      "peak_step_mib": peak.get("peak_above_step_start_bytes", np.nan) / MiB,
                      "peak_mib": peak.get("peak_bytes", np.nan) / MiB, "device": peak.get("device")})
     return pd.DataFrame(rows)
@@ -155,7 +159,6 @@ def sweep_table(points: list[dict], metrics: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for p in points:
         m = metrics[p["model"]]
-        rows.append({**p, "score": score(m), "metric": (m.get("test_metric") or {}).get("name", "accuracy"),
-                     "parameters": adapter_parameters(m), "step_seconds": m.get("step_seconds_median"),
-                     "seconds": m.get("seconds"), "prefix_cache_start": (m.get("prefix_cache") or {}).get("start")})
+        rows.append({**p, **_run_fields(m), "seconds": m.get("seconds"),
+                     "prefix_cache_start": (m.get("prefix_cache") or {}).get("start")})
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)

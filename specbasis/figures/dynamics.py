@@ -25,6 +25,15 @@ def top_mean(table: pd.DataFrame, keys: list[str], top: int) -> pd.DataFrame:
     return rows.groupby(keys, as_index=False, sort=True)["cos"].mean()
 
 
+POSTTRAIN_PLOTTED = ["scale", "mode", "step", "epoch", "rank", "cos"]  # the columns the post-training figures read
+
+
+def final_top_mean(posttrain: pd.DataFrame, top: int) -> pd.DataFrame:
+    """Per (scale, mode): top_mean at the last post-training step (what fig9 and fig21 end on; their scripts log it)."""
+    last = posttrain["step"] == posttrain.groupby(["scale", "mode"])["step"].transform("max")
+    return top_mean(posttrain[last], ["scale", "mode"], top)
+
+
 def scale_label(n: int) -> str:
     return f"{n:,} images"
 

@@ -369,8 +369,16 @@ def all_targets():
 # Spectral finetuning and the PEFT methods (peft.smk): an absent `peft:` section turns the stage (table1, table5,
 # fig5) off. Its runs are finetuned models (added to `models` above); fig5's may start from a prefix cache.
 PEFT_SWEEP_RUNS = {r.name: r for r in peft_grid.sweep_runs(config)} if PEFT else {}
-PREFIX_CACHES = sorted({f"{PEFT['base']}-{r.task}-L{r.first_layer}" for r in PEFT_SWEEP_RUNS.values()
-                        if peft_grid.uses_cache(config, r)}) if PEFT else []
+def prefix_cache_name(run):
+    """results/peft/cache/<name>.safetensors: the base model, the task and the first adapted block."""
+    return f"{PEFT['base']}-{run.task}-L{run.first_layer}"
+
+
+# prefix cache name -> the first sweep run that reads it (its settings say how the cache is cut and tokenised)
+PREFIX_CACHES = {}
+for _run in PEFT_SWEEP_RUNS.values():
+    if peft_grid.uses_cache(config, _run):
+        PREFIX_CACHES.setdefault(prefix_cache_name(_run), _run)
 if PEFT:
     FIGURES.append("fig5")
 
@@ -380,7 +388,7 @@ def finetune_prefix_cache(wildcards):
     run = PEFT_SWEEP_RUNS.get(wildcards.finetuned)
     if run is None or not peft_grid.uses_cache(config, run):
         return []
-    return f"results/peft/cache/{PEFT['base']}-{run.task}-L{run.first_layer}.safetensors"
+    return f"results/peft/cache/{prefix_cache_name(run)}.safetensors"
 
 
 def finetune_base_svd(wildcards):
@@ -392,24 +400,16 @@ def finetune_base_svd(wildcards):
     return f"results/svd/{finetune['from']}.h5"
 
 
-def prefix_cache_parts(wildcards):
-    """base, dataset and first block of a prefix cache's name."""
-    import re
-
-    base, task, start = re.fullmatch(r"(.+)-(.+)-L(\d+)", wildcards.cache).groups()
-    return base, task, int(start)
-
-
 def prefix_cache_inputs(wildcards):
-    base, task, _ = prefix_cache_parts(wildcards)
-    return {"base": f"results/models/{base}", "data": f"resources/datasets/{task}"}
+    """The base model and the dataset a prefix cache is computed from."""
+    run = PREFIX_CACHES[wildcards.cache]
+    return {"base": f"results/models/{PEFT['base']}", "data": f"resources/datasets/{run.task}"}
 
 
 def prefix_cache_settings(wildcards):
     """What the cache is built from: the split and tokenisation of the sweep runs on its task."""
-    base, task, start = prefix_cache_parts(wildcards)
-    run = next(r for r in PEFT_SWEEP_RUNS.values() if r.task == task and r.first_layer == start)
-    return {**settings_of_finetune(run.name), "start": start}
+    run = PREFIX_CACHES[wildcards.cache]
+    return {**settings_of_finetune(run.name), "start": run.first_layer}
 
 
 def peft_table_cells():

@@ -104,11 +104,12 @@ rule fig9:
     log:
         "logs/figures/fig9.log",
     params:
+        figure="fig9",
         top=DYNAMICS["top"] if DYNAMICS else None,
     conda:
         "../../envs/specbasis.yaml"
     script:
-        "../scripts/fig9.py"
+        "../scripts/fig_posttrain.py"
 
 
 rule fig21:
@@ -121,8 +122,9 @@ rule fig21:
     log:
         "logs/figures/fig21.log",
     params:
+        figure="fig21",
         top=DYNAMICS["top"] if DYNAMICS else None,
     conda:
         "../../envs/specbasis.yaml"
     script:
-        "../scripts/fig21.py"
+        "../scripts/fig_posttrain.py"
