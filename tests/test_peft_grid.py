@@ -21,22 +21,39 @@ def default():
     return load_config(ROOT / "config.yaml")
 
 
-def test_table_runs_are_methods_x_tasks_x_seeds_and_full_reuses_the_suites_finetune(default):
-    runs = peft_grid.table_runs(default)
-    methods, tasks = list(default["peft"]["methods"]), list(default["peft"]["tasks"])
+@pytest.fixture(scope="module")
+def reusing(default):
+    """The default suite with tasks that train with the suite's own finetune settings (no overrides)."""
+    config = copy.deepcopy(default)
+    config["peft"]["tasks"] = {"rotten_tomatoes": {}, "political": {}}
+    return config
+
+
+def test_table_runs_are_methods_x_tasks_x_seeds_and_full_reuses_the_suites_finetune(reusing):
+    runs = peft_grid.table_runs(reusing)
+    methods, tasks = list(reusing["peft"]["methods"]), list(reusing["peft"]["tasks"])
     assert [(r.task, r.row) for r in runs] == [(t, m) for t in tasks for m in methods]
     reused = {r.row: r.reuse for r in runs if r.reuse}
     assert set(reused) == {"full"} and sorted(r.reuse for r in runs if r.reuse) == ["minilm-party", "minilm-rt"]
     spectral = next(r for r in runs if r.row == "spectral")
     assert spectral.name == "peft-rotten_tomatoes-spectral-s0" and spectral.train == {"lr": 3e-3}
     assert "lr" not in spectral.method  # lr is a training setting, not a method setting
-    entries = peft_grid.model_entries(default)
+    entries = peft_grid.model_entries(reusing)
     assert "peft-rotten_tomatoes-full-s0" not in entries and "peft-political-psoft-s0" in entries
     assert entries["peft-political-psoft-s0"]["finetune"]["method"]["r"] == 150
 
 
-def test_full_is_not_reused_when_its_settings_differ(default):
-    config = copy.deepcopy(default)
+def test_the_default_suite_trains_its_own_full_runs_at_its_shorter_budget(default):
+    runs = peft_grid.table_runs(default)
+    assert not any(r.reuse for r in runs)
+    entries = peft_grid.model_entries(default)
+    full = entries["peft-rotten_tomatoes-full-s0"]["finetune"]
+    assert full["method"] == {"method": "full"} and full["train"]["steps"] == 100
+    assert all(peft_grid.resolved_train(default, r)["steps"] == 100 for r in peft_grid.sweep_runs(default))
+
+
+def test_full_is_not_reused_when_its_settings_differ(reusing):
+    config = copy.deepcopy(reusing)
     config["peft"]["tasks"]["political"] = {"steps": 50}
     runs = {r.name: r for r in peft_grid.table_runs(config)}
     assert runs["peft-rotten_tomatoes-full-s0"].reuse == "minilm-rt"
@@ -156,7 +173,7 @@ def test_glue_datasets_take_the_papers_columns():
 def test_table5_lists_learning_rates_by_the_methods_that_share_them(default):
     table = peft_results.table5(peft_grid.table5_settings(default), {})
     rt = table[table["task"] == "rotten_tomatoes"].iloc[0]
-    assert rt["steps"] == 200 and rt["batch size"] == 32
+    assert rt["steps"] == 100 and rt["batch size"] == 32
     assert "0.0001 (full)" in rt["lr"] and "0.003 (spectral, psoft, bitfit)" in rt["lr"]
     single = peft_results.table5({"t": {"a": {"lr": 2e-4, "epochs": 3, "batch_size": 16}}}, {"t": "T"})
     assert single.iloc[0]["lr"] == "0.0002" and single.iloc[0]["task"] == "T" and single.iloc[0]["epochs"] == 3
