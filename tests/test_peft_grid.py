@@ -36,7 +36,7 @@ def test_table_runs_are_methods_x_tasks_x_seeds_and_full_reuses_the_suites_finet
     reused = {r.row: r.reuse for r in runs if r.reuse}
     assert set(reused) == {"full"} and sorted(r.reuse for r in runs if r.reuse) == ["minilm-party", "minilm-rt"]
     spectral = next(r for r in runs if r.row == "spectral")
-    assert spectral.name == "peft-rotten_tomatoes-spectral-s0" and spectral.train == {"lr": 3e-3}
+    assert spectral.name == "peft-rotten_tomatoes-spectral-s0" and spectral.train == {"lr": 1e-2}
     assert "lr" not in spectral.method  # lr is a training setting, not a method setting
     entries = peft_grid.model_entries(reusing)
     assert "peft-rotten_tomatoes-full-s0" not in entries and "peft-political-psoft-s0" in entries
@@ -88,7 +88,7 @@ def test_resolved_training_settings_layer_suite_task_and_method(default):
     config["peft"]["tasks"]["political"] = {"epochs": 2, "lr": 5e-4}
     settings = peft_grid.table5_settings(config)
     assert settings["rotten_tomatoes"]["full"]["lr"] == default["finetune"]["text"]["lr"]
-    assert settings["rotten_tomatoes"]["spectral"]["lr"] == 3e-3
+    assert settings["rotten_tomatoes"]["spectral"]["lr"] == 1e-2
     assert settings["political"]["full"]["lr"] == 5e-4 and settings["political"]["full"]["epochs"] == 2
     assert "steps" not in settings["political"]["full"]
     assert settings["political"]["lora_kaiming"]["lr"] == 1e-3  # the method's lr wins over the task's
@@ -174,7 +174,7 @@ def test_table5_lists_learning_rates_by_the_methods_that_share_them(default):
     table = peft_results.table5(peft_grid.table5_settings(default), {})
     rt = table[table["task"] == "rotten_tomatoes"].iloc[0]
     assert rt["steps"] == 100 and rt["batch size"] == 32
-    assert "0.0001 (full)" in rt["lr"] and "0.003 (spectral, psoft, bitfit)" in rt["lr"]
+    assert "0.0001 (full)" in rt["lr"] and "0.003 (psoft, bitfit)" in rt["lr"] and "0.01 (spectral)" in rt["lr"]
     single = peft_results.table5({"t": {"a": {"lr": 2e-4, "epochs": 3, "batch_size": 16}}}, {"t": "T"})
     assert single.iloc[0]["lr"] == "0.0002" and single.iloc[0]["task"] == "T" and single.iloc[0]["epochs"] == 3
 
