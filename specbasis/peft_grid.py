@@ -182,6 +182,21 @@ def table_models(config: dict) -> list[dict]:
     return [{"task": r.task, "method": r.row, "seed": r.seed, "model": r.reuse or r.name} for r in table_runs(config)]
 
 
+def sweep_reference(config: dict) -> list[dict]:
+    """fig5's full-finetuning reference on the sweep task, as table1's cells: the suite's own finetune of that task
+    where the sweeps train with the suite's settings (their lr and evaluation settings aside), else table1's
+    `full` cells on the task ([] without either)."""
+    section = config["peft"]
+    task = (section.get("sweeps") or {}).get("task")
+    if task is None:
+        return []
+    seed = config.get("seed", 0)
+    name = _existing(config, section, task, seed, {"method": "full"}, section["sweeps"].get("train", {}))
+    if name is not None:
+        return [{"task": task, "method": "full", "seed": seed, "model": name}]
+    return [c for c in table_models(config) if c["task"] == task and c["method"] == "full"]
+
+
 def sweep_models(config: dict) -> list[dict]:
     """fig5's points: {sweep, x, seed, k, m, layers, model}, one row per (point, seed)."""
     rows = []

@@ -52,6 +52,18 @@ def test_the_default_suite_trains_its_own_full_runs_at_table1s_shorter_budget(de
     assert all(peft_grid.resolved_train(default, r)["steps"] == 200 for r in peft_grid.sweep_runs(default))  # fig5's
 
 
+def test_fig5s_reference_is_a_full_finetune_trained_as_its_sweeps(default):
+    # the sweeps train with the suite's settings: its finetune of the task (200 steps), not table1's 100-step run
+    assert peft_grid.sweep_reference(default) == [{"task": "rotten_tomatoes", "method": "full", "seed": 0,
+                                                  "model": "minilm-rt"}]
+    config = copy.deepcopy(default)
+    config["peft"]["sweeps"]["train"] = {"steps": 100}
+    assert [c["model"] for c in peft_grid.sweep_reference(config)] == ["peft-rotten_tomatoes-full-s0"]
+    config["peft"]["sweeps"]["task"] = "political"
+    config["peft"]["tasks"].pop("political")
+    assert peft_grid.sweep_reference(config) == []
+
+
 def test_full_is_not_reused_when_its_settings_differ(reusing):
     config = copy.deepcopy(reusing)
     config["peft"]["tasks"]["political"] = {"steps": 50}

@@ -422,9 +422,8 @@ def peft_table_inputs(wildcards=None):
 
 
 def peft_reference_cells():
-    """table1's full-finetuning cells on fig5's task (fig5 draws their score as a line): [] without one."""
-    task = (PEFT.get("sweeps") or {}).get("task") if PEFT else None
-    return [c for c in peft_table_cells() if c["task"] == task and c["method"] == "full"]
+    """fig5's full-finetuning reference on its task (drawn as a line; peft_grid.sweep_reference): [] without one."""
+    return peft_grid.sweep_reference(config) if PEFT else []
 
 
 def peft_sweep_points():
