@@ -6,7 +6,7 @@ Usage:  python benchmarks/extract_memory.py [--layers 24] [--format safetensors|
 Writes a synthetic checkpoint with BERT-large shapes (hidden 1024, FFN 4096, 24 layers, vocabulary
 30522: ~1.3 GB in float32 with the default --layers 24; half that in 16 bits, which extract widens to
 float32 matrix by matrix) in the names of BertModel, then runs
-specbasis.extract.extract_weights on it in a fresh subprocess, so that the memory used to write
+specbasis.io.extract.extract_weights on it in a fresh subprocess, so that the memory used to write
 the checkpoint does not count. The subprocess reports, from /proc/self/status:
   - baseline: VmRSS after its imports (python, torch, h5py, safetensors, specbasis);
   - peak:     VmHWM (the high-water mark of the resident set) after the extraction.
@@ -32,7 +32,7 @@ def status(key):
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024  # kB -> bytes
 import h5py, numpy, safetensors, torch
-from specbasis.extract import extract_weights
+from specbasis.io.extract import extract_weights
 baseline = status("VmRSS")
 summary = extract_weights(sys.argv[1], "bert", sys.argv[2])
 print(json.dumps({"baseline": baseline, "peak": status("VmHWM"), "n_matrices": summary["n_matrices"],

@@ -3,7 +3,7 @@
     python benchmarks/interventions.py results/models/minilm-rt results/svd/minilm-rt.h5 \\
         results/svd/minilm.h5 resources/datasets/rotten_tomatoes --format rotten_tomatoes
 
-A point of a sweep (specbasis.sweep) is: build the corrections of a group (a swap of the top-k pairs,
+A point of a sweep (specbasis.interventions.sweep) is: build the corrections of a group (a swap of the top-k pairs,
 or a mask), write W̃ + Δ into the loaded model in place, evaluate, restore. Its cost is set beside
 `evaluate` of the unedited model on the same examples, measured alternately in the same run (so
 that load from other processes hits both alike); the goal is a point ≤ 1.2 x a plain pass. Printed:
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from specbasis.interventions import edit_group, mask_group
+from specbasis.interventions.edits import edit_group, mask_group
 from specbasis.svd import read_svd
-from specbasis.sweep import load_subject, model_groups
+from specbasis.interventions.sweep import load_subject, model_groups
 
 
 def timed(fn):

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from specbasis.mae import PAPER, PAPER_FMNIST, MAEClassifier, MAESpec, build_mae, mask_noise
+from specbasis.dynamics.mae import PAPER, PAPER_FMNIST, MAEClassifier, MAESpec, build_mae, mask_noise
 
 
 def parse_size(text: str) -> MAESpec:

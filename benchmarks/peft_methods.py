@@ -9,12 +9,12 @@ Usage:  python benchmarks/peft_methods.py [--rounds 5] [--steps-per-round 2] [--
 Needs results/models/minilm (`snakemake --cores 2 results/models/minilm`) and the rotten_tomatoes data
 (resources/datasets/rotten_tomatoes, fetched by the same workflow). Each method is the config's spec (its `lr`
 key is the optimizer's learning rate, not part of the spec), applied to its own freshly loaded classifier (2
-classes, max_length 40) by specbasis.methods.prepare with total_steps = finetune.text.steps, and trained by
-its own AdamW (specbasis.train._optimizer, finetune.text's weight decay) with finetune's warm-up schedule.
+classes, max_length 40) by specbasis.methods.apply.prepare with total_steps = finetune.text.steps, and trained by
+its own AdamW (specbasis.training.finetune._optimizer, finetune.text's weight decay) with finetune's warm-up schedule.
 
 1. Training steps at the table setting (batch 32 of real rotten_tomatoes training texts, tokenised by the
    classifier's own preprocess, max_length 40; the same batches, in the same order, for every method): a step
-   is exactly specbasis.train.finetune's (forward through models.logits_of, cross-entropy, + AdaLoRA's
+   is exactly specbasis.training.finetune.finetune's (forward through models.logits_of, cross-entropy, + AdaLoRA's
    regularizer; zero_grad, backward; clip_grad_norm_ to train.GRAD_CLIP, optimizer and scheduler step,
    prepared.after_step), with flush-denormal on as finetune sets it. Tokenisation is done beforehand and left
    out, as in finetune's step_seconds. Each method first takes 2 untimed steps (AdamW's state, lazy inits);
@@ -24,13 +24,13 @@ its own AdamW (specbasis.train._optimizer, finetune.text's weight decay) with fi
    `spectral`), the median forward (to the loss), backward (zero_grad + backward) and update (clipping,
    optimizer, scheduler, after_step) parts of the same steps, the trainable parameters, and two memory
    figures from one more step taken after the timed rounds: its peak resident set above the resident set
-   before it (specbasis.train.StepMemory; glibc's free memory handed back by malloc_trim first, or memory
+   before it (specbasis.training.finetune.StepMemory; glibc's free memory handed back by malloc_trim first, or memory
    freed by earlier steps would hide the step's peak), and the activations autograd saved for the backward
    pass (saved_tensors_hooks; tensors that are parameters or buffers left out). The goal: the spectral
    adapter (last two blocks only, so the backward pass stops there) is the fastest method; the script says
    whether it is, and where its time goes against the fastest one if not.
 2. Merged inference: after its training steps, each model is put in eval mode, its logits on 128 test texts
-   are taken, then specbasis.methods.finalize merges the adapter into a plain model whose logits are compared
+   are taken, then specbasis.methods.apply.finalize merges the adapter into a plain model whose logits are compared
    (max abs difference; expected ~1e-5), and its weights outside the head with the base's (max |ΔW|: the
    trained adapter is not a no-op); `plain` says whether it has exactly the base's modules and parameter
    shapes (no wrapper left). Then one eval-mode forward of those 128 texts under torch.inference_mode is timed
@@ -70,11 +70,11 @@ import torch.nn.functional as F
 import transformers
 import yaml
 
-from specbasis import methods
+from specbasis.methods import apply as methods
 from specbasis.data import load_splits
 from specbasis.models import load_classifier, logits_of
-from specbasis.spectral import choose_path, spectral_layers
-from specbasis.train import GRAD_CLIP, StepMemory, _optimizer, batch_order, seed_everything, warmup_linear
+from specbasis.methods.spectral import choose_path, spectral_layers
+from specbasis.training.finetune import GRAD_CLIP, StepMemory, _optimizer, batch_order, seed_everything, warmup_linear
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = Path("results/models/minilm")

@@ -10,7 +10,7 @@ timed side by side in one run:
   - a float32 Gram eigendecomposition (what a ~4x faster CPU route would be);
   - torch.linalg.svd in float32 (gesdd; the route the GPU takes).
 and, per route, the error of the relative change δ_i = (σ̃_i − σ_i) / σ_i between the two models,
-the quantity behind fig6 and table4, computed as the spectra rule does (specbasis.spectra.relative_change,
+the quantity behind fig6 and table4, computed as the spectra rule does (specbasis.analysis.spectra.relative_change,
 which leaves out numerically zero σ_i): for each matrix, max_i |δ_i − δ_i(reference)| divided by
 max_i |δ_i(reference)|, reported as the worst matrix. Values near 0 leave the analysis intact;
 values near or above 1 mean the route's error is as large as the finetuning signal itself.
@@ -23,8 +23,8 @@ import time
 import numpy as np
 import torch
 
-from specbasis.extract import read_weights
-from specbasis.spectra import Spectrum, relative_change
+from specbasis.io.extract import read_weights
+from specbasis.analysis.spectra import Spectrum, relative_change
 from specbasis.svd import svd_all
 
 

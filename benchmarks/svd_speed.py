@@ -26,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from specbasis.extract import read_weights
+from specbasis.io.extract import read_weights
 from specbasis.svd import shape_batches, svd_all
 
 

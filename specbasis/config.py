@@ -36,7 +36,7 @@ FAMILY_FORMATS = {**{f: ("hf", "state_dict") for f in HF_FAMILIES},
 TASK_FORMATS = ("glue",)
 # Families the workflow can finetune (a classifier class and a data reader exist for them).
 FINETUNABLE_FAMILIES = (HF_FAMILIES - {"vit_mae"}) | TIMM_FAMILIES
-# Matrix groups of the interventions (specbasis.interventions.GROUPS) each family's name map yields:
+# Matrix groups of the interventions (specbasis.interventions.edits.GROUPS) each family's name map yields:
 # ConvNeXt and EfficientNet have no attention; only BART's decoder has cross-attention.
 FAMILY_GROUPS = {**{f: ("ffn", "attn") for f in FAMILY_MODALITY}, "convnext": ("ffn",), "efficientnet_lite": ("ffn",),
                  "bart": ("ffn", "attn", "xattn")}
@@ -159,7 +159,7 @@ def _cross_checks(config: dict) -> list[str]:
             if len(kinds) > 1:
                 problems.append(f"pairs.{name}: pretrained and finetuned modalities differ ({', '.join(sorted(kinds))}); "
                                 f"set the same `modality:` on both models")
-    from specbasis.peft_grid import method_problems, peft_problems
+    from specbasis.plan.peft import method_problems, peft_problems
 
     return (problems + _intervention_checks(config) + dynamics_problems(config) + method_problems(config)
             + peft_problems(config))
@@ -277,7 +277,7 @@ def model_modality(model: dict) -> str:
 
 # ------------------------------------------------------------------------- pretraining dynamics
 
-DYNAMICS_PRETRAIN_FORMATS = ("idx", "cifar10")  # specbasis.dynamics_data.PRETRAIN_FORMATS: with a training split
+DYNAMICS_PRETRAIN_FORMATS = ("idx", "cifar10")  # specbasis.dynamics.data.PRETRAIN_FORMATS: with a training split
 DYNAMICS_FORMATS = ("idx", "mnist_csv", "cifar10")
 DYNAMICS_IMAGES = {"idx": (28, 1), "mnist_csv": (28, 1), "cifar10": (32, 3)}  # (side, channels) of each format
 
@@ -288,7 +288,7 @@ def dynamics_datasets(config: dict) -> dict:
 
 
 def dynamics_settings(section: dict) -> dict:
-    """A dynamics.{pretrain,classify,reconstruct} section as specbasis.dynamics.TrainSettings fields."""
+    """A dynamics.{pretrain,classify,reconstruct} section as specbasis.dynamics.train.TrainSettings fields."""
     return {k: v for k, v in section.items() if k != "images"}
 
 
@@ -297,7 +297,7 @@ def scale_name(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
-# specbasis.mae.MAESpec's defaults and cross-field rules, restated here so that checking a config at parse time
+# specbasis.dynamics.mae.MAESpec's defaults and cross-field rules, restated here so that checking a config at parse time
 # does not import torch (~2 s); tests/test_dynamics_stage.py checks both refuse the same specs.
 MAE_SPEC_DEFAULTS = {"image_size": 28, "patch_size": 4, "num_channels": 1, "hidden_size": 64, "num_layers": 4,
                      "num_heads": 2, "mlp_ratio": 4, "decoder_hidden_size": 32, "decoder_layers": 1, "decoder_heads": 2,

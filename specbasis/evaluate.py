@@ -20,7 +20,7 @@ import torch
 from scipy import stats
 
 from specbasis.data import Part
-from specbasis.train import predict_logits
+from specbasis.training.finetune import predict_logits
 
 
 @dataclass(frozen=True)

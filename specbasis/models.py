@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from specbasis.config import FAMILY_FORMATS, modality
-from specbasis.store import atomic_dir
+from specbasis.io.store import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def prepare_pretrained(src_dir: Path, out_dir: Path, family: str, fmt: str, *,
         raise ValueError(f"format {fmt!r} does not fit family {family!r}; allowed: {', '.join(FAMILY_FORMATS[family])}")
     with atomic_dir(out_dir) as tmp:
         if fmt == "state_dict":
-            from specbasis.extract import load_state_dict
+            from specbasis.io.extract import load_state_dict
 
             path = _state_dict_file(src_dir)
             save_weights(load_state_dict(path, family), tmp / "model.safetensors")

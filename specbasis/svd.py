@@ -154,7 +154,7 @@ def write_svd_matrices(matrices: Mapping[str, np.ndarray], out_path, *, rank: in
 
     import h5py
 
-    from .store import atomic_path
+    from specbasis.io.store import atomic_path
 
     k = None if rank == "all" else int(rank)
     t0 = time.perf_counter()
@@ -182,7 +182,7 @@ def write_svd_store(weights_path, out_path, *, rank: int | str = "all", method: 
     """
     import h5py
 
-    from .extract import matrix_ids
+    from specbasis.io.extract import matrix_ids
 
     with h5py.File(weights_path, "r") as src:
         ids = matrix_ids(src)
@@ -207,7 +207,7 @@ def read_svd(path, ids: Iterable[str] | None = None, rank: int | None = None) ->
 
 
 class StoredSVDs:
-    """Read-on-demand view of an SVD store for the spectral adapter (specbasis.spectral.apply_spectral's
+    """Read-on-demand view of an SVD store for the spectral adapter (specbasis.methods.spectral.apply_spectral's
     `factors`): `get(matrix id)` gives its SVD when the store holds at least `min_rank` vectors of it, else the
     default (the adapter then computes the SVD itself)."""
 

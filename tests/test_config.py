@@ -84,14 +84,14 @@ def test_every_problem_is_reported_at_once(default):
 
 
 def test_schema_families_are_the_name_maps():
-    from specbasis.namemaps import FAMILIES
+    from specbasis.io.namemaps import FAMILIES
 
     families = load_schema()["$defs"]["model"]["properties"]["family"]["enum"]
     assert sorted(families) == sorted(FAMILIES)
 
 
 def test_schema_source_pattern_is_the_fetchers():
-    from specbasis.fetch import SOURCE_PATTERN
+    from specbasis.io.fetch import SOURCE_PATTERN
 
     assert load_schema()["$defs"]["source"]["pattern"] == SOURCE_PATTERN
 

@@ -326,7 +326,7 @@ def test_glue_fetched_from_the_hub_stub_reads_back(tmp_path):
     with HubStub({}, datasets={"nyu-mll/glue": repo}) as hub:
         env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1",
                    NO_PROXY="127.0.0.1", PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-        done = subprocess.run([sys.executable, "-m", "specbasis.fetch", "hf:datasets/nyu-mll/glue@main",
+        done = subprocess.run([sys.executable, "-m", "specbasis.io.fetch", "hf:datasets/nyu-mll/glue@main",
                                str(tmp_path / "res" / "glue-mnli"), "--member", "mnli/validation_matched-*.parquet"],
                               env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -5,7 +5,7 @@ import pytest
 
 from specbasis.config import (FAMILY_FORMATS, FAMILY_MODALITY, MODALITIES, model_modality,
                               validate_config)
-from specbasis.namemaps import FAMILIES
+from specbasis.io.namemaps import FAMILIES
 from test_config import _break
 
 

@@ -143,7 +143,7 @@ def test_precision_benchmark_flags_the_float32_gram_route(tmp_path, capsys):
     import importlib.util
     from pathlib import Path
 
-    from specbasis.extract import FORMAT_VERSION
+    from specbasis.io.extract import FORMAT_VERSION
 
     spec = importlib.util.spec_from_file_location(
         "svd_precision", Path(__file__).resolve().parent.parent / "benchmarks" / "svd_precision.py")

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-from .tables import id_columns, split_ids
-from .svd import SVD
+from specbasis.io.tables import id_columns, split_ids
+from specbasis.svd import SVD
 
 COLUMNS = ["pair", "layer", "kind", "side", "rank", "cos", "subspace", "gap_pt", "gap_ft", "dim"]
 

@@ -24,10 +24,10 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .alignment import matched_cos
-from .extract import matrix_ids
-from .svd import SVD, write_svd_matrices
-from .tables import id_columns
+from specbasis.analysis.alignment import matched_cos
+from specbasis.io.extract import matrix_ids
+from specbasis.svd import SVD, write_svd_matrices
+from specbasis.io.tables import id_columns
 
 log = logging.getLogger(__name__)
 

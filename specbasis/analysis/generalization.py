@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import false_discovery_control, permutation_test, rankdata
 
-from .namemaps import FFN_KINDS
-from .tables import base_kind, layer_order
+from specbasis.io.namemaps import FFN_KINDS
+from specbasis.io.tables import base_kind, layer_order
 
 DEPTH_BINS = ("early", "middle", "late")  # thirds of relative depth
 RANK_EDGES = (10, 50, 200)  # upper edges of the rank ranges; 200 = alignment.max_rank of both suites

@@ -1,4 +1,4 @@
-"""table1, table5 and fig5's table from the runs of the `peft:` grid (specbasis.peft_grid): pure functions of the
+"""table1, table5 and fig5's table from the runs of the `peft:` grid (specbasis.plan.peft): pure functions of the
 runs' metrics.json and the config, unit-tested without Snakemake.
 
 Each run's score is its test metric (metrics.json `test_metric`: accuracy, or GLUE's metric of the task: CoLA
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from specbasis.peft_grid import PAPER_ROWS
+from specbasis.plan.peft import PAPER_ROWS
 
 # The paper's Table 1 (shared/paper-tables.md): DeBERTa-v3-base on GLUE's dev sets, reported, not measured here.
 PAPER_TASKS = ("RTE", "QQP", "CoLA", "MRPC", "SST-2", "QNLI", "MNLI", "STS-B")

@@ -33,7 +33,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .tables import id_columns, split_ids
+from specbasis.io.tables import id_columns, split_ids
 
 EPS = float(np.finfo(np.float32).eps)  # the weights and singular values are stored as float32
 

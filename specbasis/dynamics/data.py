@@ -1,4 +1,4 @@
-"""Images of the pretraining-dynamics stage (specbasis.dynamics), read from resources/datasets/<name>/.
+"""Images of the pretraining-dynamics stage (specbasis.dynamics.train), read from resources/datasets/<name>/.
 
 One reader per `format` (the config's dynamics datasets), each returning uint8 images and int64 labels:
 
@@ -26,8 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .data import read_fashion_idx, read_mnist_csv
-from .mae import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from specbasis.data import read_fashion_idx, read_mnist_csv
+from specbasis.dynamics.mae import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 
 FORMATS = ("idx", "mnist_csv", "cifar10")
 PRETRAIN_FORMATS = ("idx", "cifar10")  # with a training split

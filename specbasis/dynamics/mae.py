@@ -18,7 +18,7 @@ same constants at every data scale, so scales see the same pixels). The default 
 Fashion-MNIST at its native 28×28, 1 channel, 4×4 patches: 7×7 = 49 patches, 19 of them visible at
 mask ratio 0.6 (the paper: CIFAR-10 32×32×3, 64 patches, 25 visible).
 
-Matrices analysed: ids from specbasis.namemaps (family vit_mae) of the in-memory state-dict names,
+Matrices analysed: ids from specbasis.io.namemaps (family vit_mae) of the in-memory state-dict names,
 W in torch Linear orientation (out, in): "LL.ffn_in" = `vit.layers.LL.mlp.fc1.weight` (4d, d),
 "LL.ffn_out" = `mlp.fc2` (d, 4d), "LL.attn_{q,k,v,o}" = `attention.{q,k,v,o}_proj`. The classifier
 (`MAEClassifier`, encoder under `encoder.`) gives the same ids for the same matrices.
@@ -257,7 +257,7 @@ ANALYSED = (LAST_FFN, ENCODER)
 
 def matrix_specs(model) -> dict:
     """{id: MatrixSpec} of the encoder's weight matrices (namemaps family vit_mae), decoder left out."""
-    from specbasis.namemaps import map_names
+    from specbasis.io.namemaps import map_names
 
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     return {s.id: s for s in map_names("vit_mae", shapes)}
@@ -279,7 +279,7 @@ def analysed_ids(model, which: str = LAST_FFN) -> list[str]:
 
 def matrices(model, ids: list[str]) -> dict[str, torch.Tensor]:
     """{id: W (out, in)}: detached float32 CPU copies of the model's current weights."""
-    from specbasis.namemaps import load_matrix
+    from specbasis.io.namemaps import load_matrix
 
     specs, state = matrix_specs(model), model.state_dict()
     missing = [i for i in ids if i not in specs]

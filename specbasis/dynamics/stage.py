@@ -1,7 +1,7 @@
 """The workflow's pretraining-dynamics jobs, one function per rule (scripts in workflow/scripts call them).
 
     pretrain_scale(data_dir, settings, run_dir, model_dir, work_dir)  pretrain on the scale's nested subset:
-        run_dir = specbasis.dynamics.pretrain's out_dir (best/, final/, snapshots.h5, curves.csv, metrics.json);
+        run_dir = specbasis.dynamics.train.pretrain's out_dir (best/, final/, snapshots.h5, curves.csv, metrics.json);
         model_dir = a copy of best/ + metrics.json: results/models/mae-<scale>, a model like any other
     posttrain_scale(checkpoint, data_dir, settings, mode, table, curve, model_dir)  one post-training run:
         table = |cos| to the checkpoint's vectors over the steps (dynamics.POST_COLUMNS + scale);
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .dynamics import posttrain, pretrain, shuffled_labels
-from .dynamics_data import NORMALISATION, first, last, load_images, nested_subset
-from .store import atomic_dir, atomic_path
+from specbasis.dynamics.train import posttrain, pretrain, shuffled_labels
+from specbasis.dynamics.data import NORMALISATION, first, last, load_images, nested_subset
+from specbasis.io.store import atomic_dir, atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Pretraining dynamics: pretrain a ViTMAE (specbasis.mae) on N images, snapshot the analysed matrices
+"""Pretraining dynamics: pretrain a ViTMAE (specbasis.dynamics.mae) on N images, snapshot the analysed matrices
 every epoch, then post-train from the best checkpoint and follow how far its singular vectors move.
 
     pretrain(train, val, spec, settings, work_dir=, out_dir=, seed=)   -> metrics (dict); writes out_dir
@@ -11,7 +11,7 @@ Matrices: W in torch Linear orientation (out, in), ids from namemaps (family vit
 (`vit.layers.3.mlp.fc1.weight`, (4d, d)); `analysed` = "last_ffn" (the encoder's last block's ffn_in and
 ffn_out, the paper's) or "encoder" (every encoder matrix). SVD W = U diag(S) Vh with svd.fix_signs'
 sign convention; |cos| of the i-th u (columns of U, output space) and the i-th v (rows of Vh, input
-space), as specbasis.alignment does, plus the top-k subspace similarity.
+space), as specbasis.analysis.alignment does, plus the top-k subspace similarity.
 
 Seeds: the model init uses `seed` (mae.build_mae); every other draw has its own stream derived from
 (seed, k) (`STREAMS`): data order (numpy Generator, one permutation per epoch), training masks
@@ -60,13 +60,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from specbasis.alignment import matched_cos, subspace_similarity
+from specbasis.analysis.alignment import matched_cos, subspace_similarity
 from specbasis.device import resolve_device
-from specbasis.mae import (FASHION_MNIST_MEAN, FASHION_MNIST_STD, LAST_FFN, MAEClassifier, MAESpec, analysed_ids,
+from specbasis.dynamics.mae import (FASHION_MNIST_MEAN, FASHION_MNIST_STD, LAST_FFN, MAEClassifier, MAESpec, analysed_ids,
                            as_spec, build_mae, from_mapping, mask_noise, matrices, to_pixels)
-from specbasis.store import atomic_dir, atomic_path
+from specbasis.io.store import atomic_dir, atomic_path
 from specbasis.svd import svd_batch
-from specbasis.tables import id_columns
+from specbasis.io.tables import id_columns
 
 log = logging.getLogger(__name__)
 

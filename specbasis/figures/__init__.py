@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..store import atomic_path  # noqa: E402
-from ..tables import base_kind  # noqa: E402
+from specbasis.io.store import atomic_path  # noqa: E402
+from specbasis.io.tables import base_kind  # noqa: E402
 
 FFN_KINDS = ("ffn_in", "ffn_out")
 RANK_EDGES = (10, 50, 100, 200, 500, 1000)  # upper edges of the rank buckets of panel C

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..alignment import random_cos, random_subspace
-from ..config import MODALITIES
-from ..tables import base_kind
-from . import ffn_rows, rank_bucket
+from specbasis.analysis.alignment import random_cos, random_subspace
+from specbasis.config import MODALITIES
+from specbasis.io.tables import base_kind
+from specbasis.figures import ffn_rows, rank_bucket
 
 MEASURES = {"cos": "matched |cos|", "subspace": "subspace", "random": "random |cos|",
             "random_subspace": "random subspace"}
@@ -53,7 +53,7 @@ def _note(ax: plt.Axes, text: str) -> None:
 
 def fig2(table: pd.DataFrame, swap: pd.DataFrame | None = None) -> plt.Figure:
     """A/B: mean |cos| of FFN singular vectors against rank, left and right; C: rank bucket x layer.
-    With the swap tables (specbasis.sweep): D: Δ accuracy after pretrained / random / zero vectors
+    With the swap tables (specbasis.interventions.sweep): D: Δ accuracy after pretrained / random / zero vectors
     replace the top-k of every FFN matrix, E: after another task's vectors do, against k."""
     ffn = ffn_rows(table)
     if ffn.empty:
@@ -78,7 +78,7 @@ def fig2(table: pd.DataFrame, swap: pd.DataFrame | None = None) -> plt.Figure:
         ax.set(title=pair, xlabel="layer", ylabel="rank" if ax is cells[0] else "")
         ax.grid(False)
     if swaps:
-        from .interventions import swap_delta_panel
+        from specbasis.figures.interventions import swap_delta_panel
 
         d, e = swaps[0].subplots(1, 2, sharey=True)
         swap_delta_panel(d, swap, ("pretrained", "random", "zero"), "D  pretrained / random / zero vectors swapped in")

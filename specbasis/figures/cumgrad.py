@@ -1,6 +1,6 @@
 """Cumulative-gradient figures: pure functions from cumgrad (and alignment) tables to figures.
 
-Definitions of r_i = σ_i(ΔW)/σ_i(W_pt) and a_u,i, a_v,i in specbasis.cumgrad. The pretrained–
+Definitions of r_i = σ_i(ΔW)/σ_i(W_pt) and a_u,i, a_v,i in specbasis.analysis.cumgrad. The pretrained–
 finetuned alignment at rank i is the mean of the u and v sides of the alignment table,
 (|cos_u(i)| + |cos_v(i)|) / 2. Matrices unchanged by finetuning (r_1 = 0) have no place on the log
 axes and nothing to show against rank: they are left out (the cumgrad script logs them).
@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..alignment import random_cos
-from ..namemaps import make_id
-from ..tables import base_kind
+from specbasis.analysis.alignment import random_cos
+from specbasis.io.namemaps import make_id
+from specbasis.io.tables import base_kind
 
 RANKS_FIG19 = (1, 5, 10, 100)
 MATRIX = ["pair", "layer", "kind"]

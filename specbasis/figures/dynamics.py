@@ -1,6 +1,6 @@
 """Figures of the pretraining-dynamics stage (fig4, fig9, fig21) from its tidy tables.
 
-similarity: results/dynamics/pretrain/<scale>.csv (specbasis.dynamics.SIM_COLUMNS + scale): |cos| of each
+similarity: results/dynamics/pretrain/<scale>.csv (specbasis.dynamics.train.SIM_COLUMNS + scale): |cos| of each
 rank's singular vectors between epoch e and e − 1 (reference "previous") or the last epoch ("final").
 posttrain: results/dynamics/posttrain/<scale>-<mode>.csv (POST_COLUMNS + scale): |cos| to the pretrained
 vectors at post-training step `step` (epoch = step / steps per epoch).
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from .interventions import _grid, _page_note
+from specbasis.figures.interventions import _grid, _page_note
 
 LABELS = {"classify": "true labels", "classify_shuffled": "shuffled labels"}
 

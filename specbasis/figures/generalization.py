@@ -7,7 +7,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Rectangle
 
-from ..generalization import DEPTH_BINS, power_statement
+from specbasis.analysis.generalization import DEPTH_BINS, power_statement
 
 
 def fig18(tests: pd.DataFrame, similarity: pd.DataFrame, accuracy: dict[str, float], alpha: float) -> plt.Figure:

@@ -1,4 +1,4 @@
-"""Intervention figures: pure functions from the swap and mask tables (specbasis.sweep) to figures.
+"""Intervention figures: pure functions from the swap and mask tables (specbasis.interventions.sweep) to figures.
 
 Every panel is one finetuned model (its task): accuracy against k (swaps) or against the fraction
 masked, one line per source (or order), each point with its 95% Wilson interval as an error bar; the
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .alignment import _note
+from specbasis.figures.alignment import _note
 
 GROUP_NAMES = {"ffn": "FFN", "attn": "attention", "xattn": "cross-attention"}
 SOURCE_ORDER = ("pretrained", "cross", "random", "random_orthogonal", "zero")

@@ -9,7 +9,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from . import ffn_rows
+from specbasis.figures import ffn_rows
 
 COLUMNS = ["pair", "pretrained", "finetuned", "task", "reported_accuracy", "measured_accuracy", "top10_cos"]
 

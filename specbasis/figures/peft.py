@@ -1,4 +1,4 @@
-"""Figure 5: where the spectral adapter's budget goes, from fig5's tidy table (specbasis.peft_results.sweep_table).
+"""Figure 5: where the spectral adapter's budget goes, from fig5's tidy table (specbasis.analysis.peft.sweep_table).
 
 A. rank budget: k = 0, m swept; B. layer location: the same block [k, m) on other blocks; C. block location:
 m − k fixed, k swept. Every point is one run per seed: the seeds are drawn, their mean joined by a line with
@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from .interventions import _grid, _page_note
+from specbasis.figures.interventions import _grid, _page_note
 
 PANELS = {"rank": ("A. rank budget (k = 0)", "m (components adapted: 0..m)"),
           "layers": ("B. layer location", "adapted blocks"),

@@ -1,4 +1,4 @@
-"""Spectra figures and table: pure functions from the spectra and energy tables (specbasis.spectra)."""
+"""Spectra figures and table: pure functions from the spectra and energy tables (specbasis.analysis.spectra)."""
 from __future__ import annotations
 
 import math
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..namemaps import KINDS
-from ..tables import base_kind, last_layer
-from . import ffn_rows
+from specbasis.io.namemaps import KINDS
+from specbasis.io.tables import base_kind, last_layer
+from specbasis.figures import ffn_rows
 
 QUANTILE_BINS = 20  # fig6 averages the ranks of matrices of any r within 1/20 of the spectrum
 PANEL_COLUMNS = 4

@@ -44,7 +44,7 @@ from typing import Iterable, Mapping, NamedTuple
 
 import numpy as np
 
-from specbasis.namemaps import CROSS_KINDS, FFN_KINDS, parse_id, sort_key
+from specbasis.io.namemaps import CROSS_KINDS, FFN_KINDS, parse_id, sort_key
 from specbasis.svd import SVD
 
 HOWS = ("pretrained", "cross", "random", "random_orthogonal", "zero")

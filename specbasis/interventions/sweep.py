@@ -1,8 +1,8 @@
 """Intervention sweeps: one finetuned model, loaded once, evaluated unedited, then at every point of a
-grid, each point an in-place edit of its weights (specbasis.writeback) that is undone after it.
+grid, each point an in-place edit of its weights (specbasis.interventions.writeback) that is undone after it.
 
     swap  group x source x k        the top-k singular pairs of every matrix of the group replaced
-                                    (specbasis.interventions: pretrained, cross, random,
+                                    (specbasis.interventions.edits: pretrained, cross, random,
                                     random_orthogonal, zero), σ kept
     mask  group x order x fraction  a fraction of every matrix's components removed, top-down or
                                     bottom-up
@@ -17,7 +17,7 @@ Which k: a group's grid is the requested k's up to the smallest rank min(m, n) a
 else that cannot be done (a donor of another shape or lacking a matrix, a store holding too few
 vectors, a group without matrices) is an error raised while planning, before any evaluation, naming
 the model, the matrix and the value (`swap_points` and `mask_points` build the largest edit of each
-line once to run every check of specbasis.interventions).
+line once to run every check of specbasis.interventions.edits).
 
 Everything here takes the loaded objects (a LiveMatrices, SVDs, an `evaluate_now` callable), so the
 tests drive it with tiny models; `load_subject` is what the workflow scripts call to load a
@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 
 from specbasis.evaluate import Evaluation, compare
-from specbasis.interventions import (DONOR_HOWS, HOWS, ORDERS, LowRank, edit_group, group_ids, mask_count,
+from specbasis.interventions.edits import (DONOR_HOWS, HOWS, ORDERS, LowRank, edit_group, group_ids, mask_count,
                                      mask_group)
 from specbasis.svd import SVD
-from specbasis.writeback import LiveMatrices
+from specbasis.interventions.writeback import LiveMatrices
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def _load_fetched(name: str, model_dir: str | Path, data_dir: str | Path, family
 def reorder_head(model, order: Sequence[int], name: str = "?") -> dict:
     """The model's state dict with its output layer's rows permuted, so that logit j is class order[j]'s
     (logits[:, order] of the original): the one Linear of the head whose outputs are the classes."""
-    from specbasis.methods import head_modules
+    from specbasis.methods.apply import head_modules
 
     n = len(order)
     heads = head_modules(model)

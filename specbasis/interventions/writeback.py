@@ -1,7 +1,7 @@
 """Writing (out, in) matrices back into a model's own tensors, in place: the inverse of every name-map
 transform, and a live model whose matrices can be edited and restored exactly.
 
-Each transform step of specbasis.namemaps reads one part of its input tensor; its inverse here
+Each transform step of specbasis.io.namemaps reads one part of its input tensor; its inverse here
 writes a new value of the step's output shape into exactly that part, in place, and leaves the
 rest of the tensor alone (the other two thirds of a fused qkv, the other heads' rows):
 
@@ -28,8 +28,8 @@ from typing import Callable, Iterator, Mapping
 
 import torch
 
-from specbasis.interventions import LowRank
-from specbasis.namemaps import MatrixSpec, apply_transform, load_matrix, map_names, sort_key, transformed_shape
+from specbasis.interventions.edits import LowRank
+from specbasis.io.namemaps import MatrixSpec, apply_transform, load_matrix, map_names, sort_key, transformed_shape
 
 
 # ------------------------------------------------------------------------- inverse of each step

@@ -40,9 +40,9 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from .namemaps import (CHECKPOINT_KEYS, FAMILIES, MatrixSpec, UnknownFamilyError, checkpoint_keys, load_matrix,
+from specbasis.io.namemaps import (CHECKPOINT_KEYS, FAMILIES, MatrixSpec, UnknownFamilyError, checkpoint_keys, load_matrix,
                        map_names, sort_key)
-from .store import atomic_path
+from specbasis.io.store import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -63,9 +63,9 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator
 
 from specbasis import __version__
-from specbasis.store import atomic_dir
+from specbasis.io.store import atomic_dir
 
-log = logging.getLogger("specbasis.fetch")
+log = logging.getLogger("specbasis.io.fetch")
 
 RECORD = "fetched.json"
 SCHEMES = ("hf", "timm", "wheel", "deb", "url", "local")
@@ -588,10 +588,10 @@ def _single(src: Source, folder: Path, pattern: str) -> Path:
     return found[0]
 
 
-# -- command line: python -m specbasis.fetch SOURCE DEST [--sha256 H] [--member M] -----------------
+# -- command line: python -m specbasis.io.fetch SOURCE DEST [--sha256 H] [--member M] -----------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m specbasis.fetch", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m specbasis.io.fetch", description=__doc__.split("\n")[0])
     parser.add_argument("source", help=SOURCE_FORMS)
     parser.add_argument("dest", type=Path, help="folder to create (replaced only once the new one is complete)")
     parser.add_argument("--sha256", help="sha256 of the downloaded file (wheel, deb, url: required)")

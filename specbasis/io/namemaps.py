@@ -674,7 +674,7 @@ def map_names(family: str, shapes: Mapping[str, Sequence[int]], config: Mapping 
     if family not in FAMILIES:
         raise UnknownFamilyError(
             f"unknown architecture family {family!r}; known families: {', '.join(sorted(FAMILIES))}. To add one, "
-            f"write a map function in specbasis/namemaps.py, register it in FAMILIES, and test it against a tiny "
+            f"write a map function in specbasis/io/namemaps.py, register it in FAMILIES, and test it against a tiny "
             f"instance of the library's class in tests/test_namemaps.py")
     specs = FAMILIES[family]({k: tuple(v) for k, v in shapes.items()}, dict(config or {}))
     ids = [s.id for s in specs]

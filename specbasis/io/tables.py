@@ -14,8 +14,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from .namemaps import parse_id
-from .store import atomic_path
+from specbasis.io.namemaps import parse_id
+from specbasis.io.store import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Finetuning methods: which parameters train, and how the result becomes a plain model again.
 
 A finetuned model's config names its method; `parse_method` checks it, `prepare` applies it to a freshly
-loaded classifier, specbasis.train.finetune trains whatever `prepare` left trainable (one loop for every
+loaded classifier, specbasis.training.finetune.finetune trains whatever `prepare` left trainable (one loop for every
 method), `save_adapter` writes the adapter's own files (into the subfolder adapter/) and `finalize` merges
 the adapter into the weights, so the saved folder loads like a fully finetuned model (models.load_classifier)
 and its weights extract like any other model's.
@@ -9,7 +9,7 @@ and its weights extract like any other model's.
     method     trains                                               through
     full       every weight (today's finetuning)                    -
     bitfit     every bias (LayerNorm's too, as BitFit does) + head  requires_grad
-    spectral   M, the r x r block [k, m) of U (Σ + A) Vh + head     specbasis.spectral
+    spectral   M, the r x r block [k, m) of U (Σ + A) Vh + head     specbasis.methods.spectral
     lora       A (r, in), B (out, r) per matrix + head              peft LoraConfig
     dora       lora + a magnitude per output row                    peft LoraConfig(use_dora=True)
     pissa      lora started on the top-r SVD of W, W := W - BA      peft LoraConfig(init_lora_weights="pissa")
@@ -24,7 +24,7 @@ The spec (YAML in the config; a dict here), flat, one method a spec::
     {method: lora, r: 8, targets: {layers: all, kinds: [attn_q, attn_k, attn_v, attn_o, ffn_in, ffn_out]},
      peft: {use_rslora: true}}          # any other option of the installed peft's config class
 
-Targets are shared: `resolve_targets` turns `layers + kinds` (matrix ids of specbasis.namemaps) or a regex
+Targets are shared: `resolve_targets` turns `layers + kinds` (matrix ids of specbasis.io.namemaps) or a regex
 into exact module names, and every method is given that same list (peft's target_modules as a list of exact
 names; the spectral adapter's target_modules likewise), so every method adapts the same matrices. The task
 head (the modules models._head_prefixes names: `classifier`, DeBERTa's `pooler` too) trains in full under
@@ -55,9 +55,9 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from specbasis.method_spec import (LORA_INITS, METHODS, PEFT_CONFIGS, PEFT_METHODS, PEFT_OWNED, SETTINGS,  # noqa: F401
+from specbasis.methods.spec import (LORA_INITS, METHODS, PEFT_CONFIGS, PEFT_METHODS, PEFT_OWNED, SETTINGS,  # noqa: F401
                                    TARGETED, MethodSpec, _bad, _peft_config_class, parse_method)
-from specbasis.namemaps import map_names, parse_id
+from specbasis.io.namemaps import map_names, parse_id
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,10 @@ def head_modules(model: nn.Module) -> list[str]:
 def resolve_targets(model: nn.Module, targets: dict | str, family: str) -> dict[str, str]:
     """{module name: matrix id (regex: the name)} of the nn.Linear modules `targets` selects, sorted by name.
 
-    Selection is spectral.find_targets' (layers + kinds through specbasis.namemaps, or a regex full-matched
+    Selection is spectral.find_targets' (layers + kinds through specbasis.io.namemaps, or a regex full-matched
     against module names), the one code path for every method; it refuses a selection that matches nothing,
     a layer the model lacks, and any module that is not an nn.Linear (a 1x1 conv, a fused qkv)."""
-    from specbasis.spectral import SpectralConfig, find_targets
+    from specbasis.methods.spectral import SpectralConfig, find_targets
 
     if isinstance(targets, str):
         config = SpectralConfig(k=0, m=1, target_modules=targets)
@@ -167,7 +167,7 @@ def prepare(model: nn.Module, spec: MethodSpec | Mapping | str | None, family: s
 
 
 def _prepare_spectral(model, spec, targets, head, base, head_params, factors=None):
-    from specbasis.spectral import SpectralConfig, apply_spectral, spectral_layers
+    from specbasis.methods.spectral import SpectralConfig, apply_spectral, spectral_layers
 
     s = spec.settings
     for module, key in targets.items():
@@ -294,7 +294,7 @@ def _save_adapter(model: nn.Module, info: Prepared, folder: Path) -> list[str]:
         save_weights(_trainable(model), folder / BITFIT_FILE, metadata={"method": "bitfit"})
         return [BITFIT_FILE]
     if name == "spectral":
-        from specbasis.spectral import save_spectral
+        from specbasis.methods.spectral import save_spectral
 
         save_spectral(model, folder / SPECTRAL_FILE)
         return [SPECTRAL_FILE]
@@ -342,7 +342,7 @@ def finalize(model: nn.Module, spec: MethodSpec | Prepared | Mapping | str | Non
     if name not in METHODS:
         _bad("method", name, f"allowed: {', '.join(METHODS)}")
     if name == "spectral":
-        from specbasis.spectral import merge_and_unload
+        from specbasis.methods.spectral import merge_and_unload
 
         model = merge_and_unload(model, safe=True)
         del model.spectral_config

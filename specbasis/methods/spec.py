@@ -1,9 +1,9 @@
-"""Finetuning method specs: the settings each method of specbasis.methods takes, their defaults and checks.
+"""Finetuning method specs: the settings each method of specbasis.methods.apply takes, their defaults and checks.
 
 Torch-free (the workflow checks every method of the config's `peft:` section when it parses the config, and
 importing torch there would cost seconds): `parse_method` turns a spec (a name, or a flat mapping as the
 config writes it) into a checked MethodSpec, every error naming the key, the value and what is allowed.
-specbasis.methods applies a spec to a model; its docstring describes the methods and the spec's form.
+specbasis.methods.apply applies a spec to a model; its docstring describes the methods and the spec's form.
 """
 from __future__ import annotations
 

@@ -51,14 +51,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from specbasis.namemaps import FAMILIES, FFN_KINDS, KINDS, map_names, parse_id
+from specbasis.io.namemaps import FAMILIES, FFN_KINDS, KINDS, map_names, parse_id
 from specbasis.svd import SIGN_CONVENTION, fix_signs
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PATHS = ("auto", "factored", "dense")
-FORMAT = "specbasis.spectral/1"
+FORMAT = "specbasis.methods.spectral/1"
 # A float64 SVD is backward stable: another machine's differs by ~1e-13 σ_0 for these sizes, which turns a
 # singular vector by that over its gap to its neighbours (Davis-Kahan). Gaps ≥ 1e-6 σ_0 keep the turn
 # below ~1e-7 (float32 round-off); smaller ones make the saved state carry U_r, Vh_r.
@@ -548,7 +548,7 @@ def save_spectral(model: nn.Module, path, factors: str = "auto") -> None:
     """spectral_state_dict as safetensors, with the config and the convention in its metadata."""
     from safetensors.torch import save_file
 
-    from specbasis.store import atomic_path
+    from specbasis.io.store import atomic_path
 
     meta = {"format": FORMAT, "config": json.dumps(model.spectral_config.to_dict()), "sign_convention": SIGN_CONVENTION,
             "svd": "torch.linalg.svd, float64 on CPU, W = U diag(S) Vh (out, in)"}

@@ -1,6 +1,6 @@
 """Finetuning of a prepared pretrained model on a labelled data set: the finetuned half of a pair.
 
-One loop for every method of specbasis.methods (`method`: full by default, every weight trains; or
+One loop for every method of specbasis.methods.apply (`method`: full by default, every weight trains; or
 bitfit, spectral, lora, dora, pissa, adalora, psoft): the method decides what trains, the loop trains it
 the same way: AdamW, linear warm-up then linear decay to 0, gradient-norm clipping, cross-entropy (for a
 regression task, STS-B, the mean squared error of the one output against the float target; plus
@@ -46,12 +46,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from specbasis import glue_metrics, methods
+from specbasis import glue_metrics
+
+from specbasis.methods import apply as methods
 from specbasis.data import Part, Splits
 from specbasis.device import resolve_device
 from specbasis.models import (PREPROCESS_FILE, REGRESSION_LABEL, load_classifier, logits_of, save_weights,
                               timm_config)
-from specbasis.store import atomic_dir
+from specbasis.io.store import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +247,7 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
              prefix_cache=None, spectral_factors=None) -> dict:
     """Finetune the model in base_dir on `splits` by `method`; write out_dir; return the metrics.
 
-    method: a spec of specbasis.methods (None or "full": every weight trains, today's finetuning); it is
+    method: a spec of specbasis.methods.apply (None or "full": every weight trains, today's finetuning); it is
     checked before the model is loaded and applied (methods.prepare) before the first step; the saved
     model has the adapter merged in (methods.finalize), its own files in adapter/ (methods.save_adapter).
     max_length applies to text models, image_size to image models. The task's metric (accuracy, or
@@ -255,7 +257,7 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
     outputs) or regression (MSE of one output). The splits are used as given: cap them in load_splits.
     spectral_factors: for method spectral, precomputed SVDs of the pretrained weights by matrix id (e.g.
     specbasis.svd.StoredSVDs of the workflow's results/svd store; methods.prepare).
-    prefix_cache: a specbasis.prefix_cache.PrefixCache of the texts' hidden states before block `start` (built
+    prefix_cache: a specbasis.training.prefix_cache.PrefixCache of the texts' hidden states before block `start` (built
     from the same base model and tokenisation): training and evaluation run blocks start.. only (the method
     must train nothing before them; dropout is off in the cached blocks); the saved model is the whole model,
     and its test logits must match the cached run's (metrics.json `prefix_cache`).
@@ -394,7 +396,7 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
 
 def _check_prefix_frozen(model, start: int) -> None:
     """A prefix cache stands for blocks 0..start-1 and the embeddings: nothing there may train."""
-    from specbasis.prefix_cache import backbone
+    from specbasis.training.prefix_cache import backbone
 
     core = backbone(model)
     frozen = [core.embeddings] + list(core.encoder.layer)[:start]

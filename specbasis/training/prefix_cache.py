@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from specbasis.store import atomic_path
+from specbasis.io.store import atomic_path
 
 
 def _key(text) -> str | tuple:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
-from specbasis.alignment import (COLUMNS, align_pair, alignment_table, matched_cos, random_cos, random_subspace,
+from specbasis.analysis.alignment import (COLUMNS, align_pair, alignment_table, matched_cos, random_cos, random_subspace,
                                  relative_gap, subspace_similarity)
 from specbasis.svd import SVD, svd_all
 

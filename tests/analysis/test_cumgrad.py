@@ -11,13 +11,13 @@ import pytest
 import torch
 from scipy.stats import ortho_group
 
-from specbasis.cumgrad import COLUMNS, cumgrad_ranks, cumgrad_table, write_delta_store
-from specbasis.extract import FORMAT_VERSION
+from specbasis.analysis.cumgrad import COLUMNS, cumgrad_ranks, cumgrad_table, write_delta_store
+from specbasis.io.extract import FORMAT_VERSION
 from specbasis.figures.cumgrad import fig3, fig19, fig20, matrix_id
 from specbasis.svd import SVD, read_svd, reconstruction_error, svd_all, svd_batch, write_svd_store
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
-STYLE = Path(__file__).resolve().parents[1] / "workflow" / "style" / "specbasis.mplstyle"
+SCRIPTS = Path(__file__).resolve().parents[2] / "workflow" / "scripts"
+STYLE = Path(__file__).resolve().parents[2] / "workflow" / "style" / "specbasis.mplstyle"
 
 
 def svd_of(W):
@@ -194,7 +194,7 @@ def test_fig3_picks_smallest_and_largest_r1():
                        "largest_r1": {"pair": "b", "id": "00.ffn_in", "r1": 0.7}}
     titles = [ax.get_title() for ax in fig.axes]
     assert any("a 01.attn_q" in t for t in titles) and any("b 00.ffn_in" in t for t in titles)
-    from specbasis.alignment import random_cos
+    from specbasis.analysis.alignment import random_cos
     dashed = [line for line in fig.axes[0].lines if line.get_linestyle() == "--"]  # the random reference
     assert [line.get_xdata()[0] for line in dashed] == pytest.approx([(random_cos(12) + random_cos(8)) / 2])
     levels = sorted(line.get_ydata()[0] for line in fig.axes[1].lines if line.get_linestyle() == "--")

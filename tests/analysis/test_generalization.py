@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from specbasis.figures.generalization import fig18
-from specbasis.generalization import (COLUMNS, accuracies, bh_adjust, correlation_tests, min_attainable_p,
+from specbasis.analysis.generalization import (COLUMNS, accuracies, bh_adjust, correlation_tests, min_attainable_p,
                                       relative_depth, similarity_by_layer, spearman_test)
 
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from specbasis.figures.spectra import fig6, fig16, table4
-from specbasis.tables import to_latex, to_markdown
-from specbasis.spectra import (ENERGY_COLUMNS, MATRIX_COLUMNS, RANK_COLUMNS, Spectrum, effective_rank,
+from specbasis.io.tables import to_latex, to_markdown
+from specbasis.analysis.spectra import (ENERGY_COLUMNS, MATRIX_COLUMNS, RANK_COLUMNS, Spectrum, effective_rank,
                                energy_table, matrix_stats, read_spectra, relative_change, spectra_tables)
 from specbasis.svd import write_svd_store
 

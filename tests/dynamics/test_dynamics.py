@@ -1,4 +1,4 @@
-"""Pretraining dynamics (specbasis.dynamics): tiny MAE runs on synthetic images, resumed after kills."""
+"""Pretraining dynamics (specbasis.dynamics.train): tiny MAE runs on synthetic images, resumed after kills."""
 from __future__ import annotations
 
 import json
@@ -16,12 +16,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from specbasis.alignment import random_cos
-from specbasis.dynamics import (MODES, POST_COLUMNS, SIM_COLUMNS, TrainSettings, cosine_lr, epoch_similarity,
+from specbasis.analysis.alignment import random_cos
+from specbasis.dynamics.train import (MODES, POST_COLUMNS, SIM_COLUMNS, TrainSettings, cosine_lr, epoch_similarity,
                                 load_mae, posttrain, pretrain, shuffled_labels)
-from specbasis.mae import MAESpec, matrices
+from specbasis.dynamics.mae import MAESpec, matrices
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPEC = MAESpec(image_size=16, patch_size=4, num_channels=1, hidden_size=16, num_layers=2, num_heads=2,
                decoder_hidden_size=8, decoder_layers=1, decoder_heads=2)
 SETTINGS = TrainSettings(epochs=4, batch_size=16, lr=3e-3)
@@ -138,8 +138,8 @@ def test_same_seed_same_curves(tmp_path):
 
 CHILD = """
 import json, sys, time
-import specbasis.dynamics as d
-from specbasis.mae import MAESpec
+import specbasis.dynamics.train as d
+from specbasis.dynamics.mae import MAESpec
 import numpy as np
 data, work, out, marker, stop_at, spec, settings = sys.argv[1:]
 stop_at = int(stop_at)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from specbasis.config import ConfigError, scale_name, validate_config
-from specbasis.dynamics_data import first, last, load_images, nested_subset, read_cifar10
+from specbasis.dynamics.data import first, last, load_images, nested_subset, read_cifar10
 from specbasis.figures.dynamics import fig4, fig9, fig21, top_mean
 
 
@@ -125,7 +125,7 @@ def test_bad_dynamics_sections_are_named(dyn, said):
                                   {"hidden_size": 192, "num_heads": 3}])
 def test_parse_time_spec_check_agrees_with_maespec(spec):
     from specbasis.config import MAE_SPEC_DEFAULTS, mae_spec_problems
-    from specbasis.mae import MAESpec
+    from specbasis.dynamics.mae import MAESpec
 
     assert MAESpec().to_dict() == MAE_SPEC_DEFAULTS
     try:
@@ -144,9 +144,9 @@ def test_a_model_named_like_a_dynamics_model_is_refused():
 
 
 def test_paper_dynamics_section_is_the_papers():
-    from specbasis.mae import PAPER
+    from specbasis.dynamics.mae import PAPER
 
-    text = (__import__("pathlib").Path(__file__).parent.parent / "config/paper.yaml").read_text()
+    text = (__import__("pathlib").Path(__file__).parents[2] / "config/paper.yaml").read_text()
     dyn = yaml.safe_load(text)["dynamics"]
     assert dyn["spec"] == {k: v for k, v in PAPER.to_dict().items() if k in dyn["spec"]}
     assert {**PAPER.to_dict(), **dyn["spec"]} == PAPER.to_dict()
@@ -218,9 +218,9 @@ def test_saved_models_are_extracted_like_any_vit_mae(tmp_path, classifier):
     import h5py
     import torch
 
-    from specbasis.dynamics_stage import save_posttrained
-    from specbasis.extract import extract_weights
-    from specbasis.mae import MAEClassifier, build_mae, matrices
+    from specbasis.dynamics.stage import save_posttrained
+    from specbasis.io.extract import extract_weights
+    from specbasis.dynamics.mae import MAEClassifier, build_mae, matrices
 
     spec = {"patch_size": 7, "hidden_size": 16, "num_layers": 2, "num_heads": 1, "decoder_hidden_size": 8,
             "decoder_layers": 1, "decoder_heads": 1}

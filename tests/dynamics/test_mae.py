@@ -1,12 +1,12 @@
-"""The ViTMAE of the pretraining-dynamics study (specbasis.mae), on tiny random instances of transformers' classes."""
+"""The ViTMAE of the pretraining-dynamics study (specbasis.dynamics.mae), on tiny random instances of transformers' classes."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from specbasis.alignment import matched_cos, random_cos
-from specbasis.mae import (PAPER, PAPER_FMNIST, MAEClassifier, MAESpec, analysed_ids, build_mae, keep_order_noise,
+from specbasis.analysis.alignment import matched_cos, random_cos
+from specbasis.dynamics.mae import (PAPER, PAPER_FMNIST, MAEClassifier, MAESpec, analysed_ids, build_mae, keep_order_noise,
                            mae_config, mask_noise, matrix_specs, matrices, sincos_position_embedding, to_pixels)
 from specbasis.svd import svd_batch
 

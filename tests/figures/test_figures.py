@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from specbasis.alignment import COLUMNS, random_cos
+from specbasis.analysis.alignment import COLUMNS, random_cos
 from specbasis.figures.alignment import fig2, fig7, fig8, fig_attention, measures_long, top_k_summary
 
 
@@ -108,7 +108,7 @@ def test_fig2_without_ffn_names_the_problem(tables):
 # -- interventions (specbasis.figures.interventions) ------------------------------------------------
 
 from specbasis.figures.interventions import fig12, fig13, fig14, fig15, fig17, swap_figure  # noqa: E402
-from specbasis.sweep import MASK_COLUMNS, SWAP_COLUMNS  # noqa: E402
+from specbasis.interventions.sweep import MASK_COLUMNS, SWAP_COLUMNS  # noqa: E402
 
 
 def _stats(acc, base=0.8, n=200, p=0.5):

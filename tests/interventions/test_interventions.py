@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from specbasis.interventions import (HOWS, LowRank, edit_correction, edit_group, group_ids, mask_correction,
+from specbasis.interventions.edits import (HOWS, LowRank, edit_correction, edit_group, group_ids, mask_correction,
                                      mask_count, mask_group, masked_components, matrix_rng, replacement,
                                      swap_correction)
 from specbasis.svd import SVD, svd_batch

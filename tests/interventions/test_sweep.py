@@ -15,16 +15,16 @@ from specbasis.config import (FAMILY_GROUPS, intervention_groups, intervention_m
                               intervention_sources, validate_config)
 from specbasis.data import Part
 from specbasis.evaluate import evaluate
-from specbasis.interventions import mask_count
+from specbasis.interventions.edits import mask_count
 from specbasis.models import load_classifier
 from specbasis.svd import SVD, svd_all
-from specbasis.sweep import (MASK_COLUMNS, SWAP_COLUMNS, check_store, mask_points, model_groups, rank_limit,
+from specbasis.interventions.sweep import (MASK_COLUMNS, SWAP_COLUMNS, check_store, mask_points, model_groups, rank_limit,
                              run_sweep, swap_points, usable_ks)
-from specbasis.writeback import LiveMatrices
+from specbasis.interventions.writeback import LiveMatrices
 from test_config import _break
 from tiny_suite import FILLER, WORDS, tiny_bert, tiny_effnet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def svd_of(W: np.ndarray) -> SVD:
@@ -61,7 +61,7 @@ def test_swap_points_grid_labels_and_left_out_ks(caplog):
     pre = stores(SHAPES, seed=1)
     groups = model_groups(svds, ["ffn", "attn"], "m")
     assert groups == {"ffn": ["00.ffn_in", "00.ffn_out", "01.ffn_in", "01.ffn_out"], "attn": ["00.attn_q", "01.attn_q"]}
-    with caplog.at_level("INFO", logger="specbasis.sweep"):
+    with caplog.at_level("INFO", logger="specbasis.interventions.sweep"):
         points = swap_points(svds, groups, ["pretrained", "zero"], [0, 2, 6, 8], {"pretrained": ("p", pre)}, 0, "m")
     assert [(p.labels["group"], p.labels["source"], p.labels["k"]) for p in points] == [
         (g, s, k) for g in ("ffn", "attn") for s in ("pretrained", "zero") for k in (0, 2, 6)]
@@ -228,8 +228,8 @@ def test_check_store_refuses_another_models_store(bert):
 
 def test_family_groups_are_what_the_name_maps_give(tmp_path):
     """FAMILY_GROUPS (the config's parse-time knowledge) against the name maps of tiny real models."""
-    from specbasis.interventions import GROUPS
-    from specbasis.namemaps import parse_id
+    from specbasis.interventions.edits import GROUPS
+    from specbasis.io.namemaps import parse_id
 
     for family, build in (("bert", tiny_bert), ("efficientnet_lite", tiny_effnet)):
         build(tmp_path / family)
@@ -315,7 +315,7 @@ def test_a_fetched_classifier_is_evaluated_on_its_dataset_in_class_order(tmp_pat
 
     from transformers import BertForSequenceClassification
 
-    from specbasis.sweep import load_subject
+    from specbasis.interventions.sweep import load_subject
     from test_data import write_glue_parquet
 
     tiny_bert(tmp_path / "base")

@@ -13,12 +13,12 @@ from tiny_suite import FILLER, WORDS, tiny_bert, tiny_effnet
 
 from specbasis.data import Part
 from specbasis.evaluate import evaluate
-from specbasis.extract import extract_weights, list_ids
-from specbasis.interventions import HOWS, edit_group, group_ids, mask_group
+from specbasis.io.extract import extract_weights, list_ids
+from specbasis.interventions.edits import HOWS, edit_group, group_ids, mask_group
 from specbasis.models import load_classifier
-from specbasis.namemaps import FAMILIES, MatrixSpec, apply_transform
+from specbasis.io.namemaps import FAMILIES, MatrixSpec, apply_transform
 from specbasis.svd import read_svd, svd_all, write_svd_store
-from specbasis.writeback import LiveMatrices, put_step, write_matrix
+from specbasis.interventions.writeback import LiveMatrices, put_step, write_matrix
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -15,9 +15,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from test_namemaps import built, case, labram_pretraining_model, layers  # tiny models of the libraries' classes
 
-from specbasis import extract
-from specbasis.extract import extract_weights, find_checkpoint, list_ids, load_state_dict, read_weights
-from specbasis.namemaps import load_matrix, map_names, sort_key
+from specbasis.io import extract
+from specbasis.io.extract import extract_weights, find_checkpoint, list_ids, load_state_dict, read_weights
+from specbasis.io.namemaps import load_matrix, map_names, sort_key
 
 
 def expected_matrices(state: dict, family: str, config: dict | None) -> dict[str, np.ndarray]:

@@ -22,10 +22,10 @@ import pytest
 from safetensors.numpy import save_file
 
 from hubstub import HubStub
-from specbasis.fetch import (SOURCE_FORMS, SOURCE_PATTERN, ChecksumError, FetchError, Source, fetch, parse_source,
+from specbasis.io.fetch import (SOURCE_FORMS, SOURCE_PATTERN, ChecksumError, FetchError, Source, fetch, parse_source,
                              select_hub_files, select_member_files)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def sha(data: bytes) -> str:
@@ -198,7 +198,7 @@ def model_folder(tmp_path):
 
 def test_local_folder(tmp_path, model_folder, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
-    caplog.set_level("INFO", logger="specbasis.fetch")
+    caplog.set_level("INFO", logger="specbasis.io.fetch")
     record = fetch("local:src/model", tmp_path / "res" / "m")
     dest = tmp_path / "res" / "m"
     assert leftovers(dest) == ["config.json", "fetched.json", "sub"]
@@ -436,7 +436,7 @@ def test_deb_member_folder_and_file(tmp_path, tiny_deb):
 
 # -- hf: and timm: against the Hub stand-in --------------------------------------------------------
 # huggingface_hub reads HF_ENDPOINT and HF_HOME when it is imported, so these fetches run in a fresh
-# interpreter (`python -m specbasis.fetch`) whose environment points at the stub and at tmp_path.
+# interpreter (`python -m specbasis.io.fetch`) whose environment points at the stub and at tmp_path.
 
 def tiny_repo(folder: Path) -> Path:
     folder.mkdir(parents=True)
@@ -454,7 +454,7 @@ def run_fetch(hub: HubStub, tmp_path: Path, *args: str, **extra_env: str) -> sub
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1",
                NO_PROXY="127.0.0.1", PYTHONPATH=str(ROOT), **extra_env)
-    return subprocess.run([sys.executable, "-m", "specbasis.fetch", *args], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, "-m", "specbasis.io.fetch", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

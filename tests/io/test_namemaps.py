@@ -22,7 +22,7 @@ import torch
 import transformers as T
 from torch.overrides import TorchFunctionMode
 
-from specbasis.namemaps import (FAMILIES, KINDS, MatrixSpec, apply_transform, load_matrix, make_id, map_names,
+from specbasis.io.namemaps import (FAMILIES, KINDS, MatrixSpec, apply_transform, load_matrix, make_id, map_names,
                                 parse_id)
 
 SELF = ("attn_q", "attn_k", "attn_v", "attn_o", "ffn_in", "ffn_out")
@@ -647,7 +647,7 @@ def test_unknown_family_says_what_is_known_and_how_to_add_one():
     assert "'llama'" in message
     for family in FAMILIES:
         assert family in message
-    assert "specbasis/namemaps.py" in message and "FAMILIES" in message and "tests/test_namemaps.py" in message
+    assert "specbasis/io/namemaps.py" in message and "FAMILIES" in message and "tests/test_namemaps.py" in message
 
 
 def bert_shapes() -> dict:

@@ -1,7 +1,7 @@
 """Atomic writes: an output appears whole or not at all."""
 import pytest
 
-from specbasis.store import _umask, atomic_dir, atomic_path
+from specbasis.io.store import _umask, atomic_dir, atomic_path
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):

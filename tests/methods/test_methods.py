@@ -1,4 +1,4 @@
-"""specbasis.methods and the one training loop (specbasis.train.finetune) for every finetuning method, on the
+"""specbasis.methods.apply and the one training loop (specbasis.training.finetune.finetune) for every finetuning method, on the
 tiny BERT and the tiny separable text task of tests/test_train.py."""
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file
 from test_train import TEXT_SETTINGS, bert_dir, bert_src, image_splits, text_splits, timm_dir  # noqa: F401 (fixtures)
 
-from specbasis import methods
-from specbasis import train as train_mod
+from specbasis.methods import apply as methods
+from specbasis.training import finetune as train_mod
 from specbasis.models import load_classifier, prepare_pretrained
-from specbasis.train import finetune, predict_logits
+from specbasis.training.finetune import finetune, predict_logits
 
 SIX = ["attn_q", "attn_k", "attn_v", "attn_o", "ffn_in", "ffn_out"]
 EVERY = {"layers": "all", "kinds": SIX}            # the 12 Linear matrices of the 2-layer BERT
@@ -169,7 +169,7 @@ def test_adapter_file_applied_to_the_pretrained_model_gives_the_saved_model(runs
     model, preprocess = load_classifier(scaled_dir, "bert", 2, max_length=SETTINGS["max_length"])
     folder = out_dir / methods.ADAPTER_DIR
     if name == "spectral":
-        from specbasis.spectral import load_spectral
+        from specbasis.methods.spectral import load_spectral
 
         load_spectral(model, folder / methods.SPECTRAL_FILE)
     elif name == "bitfit":

@@ -1,4 +1,4 @@
-"""The spectral adapter (specbasis.spectral) on tiny BERTs: exact no-op at init, merge, block structure,
+"""The spectral adapter (specbasis.methods.spectral) on tiny BERTs: exact no-op at init, merge, block structure,
 reload in a fresh process, parameter counts, a short training run, and every bad input with its message."""
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from specbasis.namemaps import map_names
-from specbasis.spectral import (SpectralConfig, SpectralLinear, apply_spectral, choose_path, crossover_tokens,
+from specbasis.io.namemaps import map_names
+from specbasis.methods.spectral import (SpectralConfig, SpectralLinear, apply_spectral, choose_path, crossover_tokens,
                                 load_spectral, merge_all, merge_and_unload, print_trainable_parameters, save_spectral,
                                 spectral_layers, spectral_parameter_counts, spectral_state_dict, svd_block, unmerge_all)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HIDDEN, INTER, LAYERS = 32, 64, 3
 # the paper's choice, scaled down: FFN matrices of the last two layers, block [2, 10): r = 8
 CONFIG = dict(k=2, m=10, layers=[-2, -1])
@@ -177,7 +177,7 @@ def test_training_lowers_the_loss_on_a_separable_task():
 RELOAD = """
 import sys, torch
 from transformers import BertForSequenceClassification
-from specbasis.spectral import load_spectral
+from specbasis.methods.spectral import load_spectral
 base, adapter, inputs, out = sys.argv[1:]
 model = BertForSequenceClassification.from_pretrained(base).eval()
 load_spectral(model, adapter)

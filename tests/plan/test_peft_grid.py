@@ -1,4 +1,4 @@
-"""specbasis.peft_grid (the `peft:` section expanded into runs) and specbasis.peft_results (table1, table5, fig5's
+"""specbasis.plan.peft (the `peft:` section expanded into runs) and specbasis.analysis.peft (table1, table5, fig5's
 table): pure functions of the config and of metrics.json contents."""
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 from test_config import _break
 
-from specbasis import peft_grid, peft_results
+from specbasis.plan import peft as peft_grid
+
+from specbasis.analysis import peft as peft_results
 from specbasis.config import load_config, validate_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,9 @@ from specbasis import glue_metrics
 from specbasis.config import ConfigError, validate_config
 from specbasis.data import GLUE_TASKS, Part, Splits, load_splits, load_test
 from specbasis.models import REGRESSION_LABEL, load_classifier
-from specbasis.train import finetune, predict_logits
+from specbasis.training.finetune import finetune, predict_logits
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GOOD, BAD = CLASS_WORDS  # the tiny BERT's vocabulary: words of the two sentiments, and neutral words
 
 
@@ -242,7 +242,7 @@ def test_glue_task_folder_fetched_from_the_hub_stub_trains(tmp_path):
     with HubStub({}, datasets={"nyu-mll/glue": repo}) as hub:
         env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1",
                    NO_PROXY="127.0.0.1", PYTHONPATH=str(ROOT))
-        done = subprocess.run([sys.executable, "-m", "specbasis.fetch", "hf:datasets/nyu-mll/glue@main",
+        done = subprocess.run([sys.executable, "-m", "specbasis.io.fetch", "hf:datasets/nyu-mll/glue@main",
                                str(tmp_path / "res" / "glue-mnli"), "--member", "mnli/"],
                               env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr

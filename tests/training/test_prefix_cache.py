@@ -1,4 +1,4 @@
-"""specbasis.prefix_cache: the frozen blocks' outputs computed once, and runs that start from them."""
+"""specbasis.training.prefix_cache: the frozen blocks' outputs computed once, and runs that start from them."""
 from __future__ import annotations
 
 import json
@@ -9,10 +9,10 @@ import pytest
 import torch
 from test_train import TEXT_SETTINGS, bert_src, text_splits  # noqa: F401 (fixtures)
 
-from specbasis import methods
+from specbasis.methods import apply as methods
 from specbasis.models import load_classifier, logits_of, prepare_pretrained
-from specbasis.prefix_cache import PrefixCache, build
-from specbasis.train import finetune
+from specbasis.training.prefix_cache import PrefixCache, build
+from specbasis.training.finetune import finetune
 
 LAST = {"method": "spectral", "k": 0, "m": 8, "targets": {"layers": [1], "kinds": ["ffn_in", "ffn_out"]}}
 SETTINGS = {**TEXT_SETTINGS, "lr": 2e-2, "steps": 40, "eval_every": 20}

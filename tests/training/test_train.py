@@ -1,4 +1,4 @@
-"""specbasis.models and specbasis.train on tiny random models of the real classes (a 2-layer BERT,
+"""specbasis.models and specbasis.training.finetune on tiny random models of the real classes (a 2-layer BERT,
 timm's test_efficientnet, timm's efficientnet_lite0 for the checkpoint conversion) and tiny
 separable data sets."""
 from __future__ import annotations
@@ -12,11 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from specbasis import train as train_mod
+from specbasis.training import finetune as train_mod
 from specbasis.data import Part, Splits
 from specbasis.models import (load_classifier, map_lukemelas_to_timm, prepare_pretrained, save_weights,
                               timm_config)
-from specbasis.train import finetune, predict_logits
+from specbasis.training.finetune import finetune, predict_logits
 
 CLASS_WORDS = [["good", "great", "fine", "nice", "superb", "lovely"],
                ["bad", "awful", "poor", "dull", "weak", "ugly"]]

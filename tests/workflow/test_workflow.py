@@ -252,7 +252,7 @@ def test_paper_suite_plans_offline():
     stats = job_stats(out.stdout)
     assert stats["fetch_model"] == len(config["models"]) == 76  # hub finetunes; the workflow finetunes the peft grid only
     # spectral finetuning and the PEFT methods: DeBERTa-v3-base x 9 methods x 8 GLUE tasks, fig5's points (MNLI)
-    from specbasis import peft_grid
+    from specbasis.plan import peft as peft_grid
 
     runs = peft_grid.table_runs(config) + peft_grid.sweep_runs(config)
     assert stats["finetune"] == len(runs) == 9 * 8 + 14 + 5 + 10
@@ -331,7 +331,7 @@ def _edited_test_accuracy(run, model, family, fmt, key_filter, edit):
 
     from specbasis.data import load_splits
     from specbasis.models import load_classifier
-    from specbasis.train import predict_logits
+    from specbasis.training.finetune import predict_logits
 
     model_obj, preprocess = load_classifier(run / "results/models" / model, family, 2 if family == "bert" else 10)
     splits = load_splits(fmt, run / "resources/datasets" / ("reviews" if family == "bert" else "digits"), 0)
@@ -442,7 +442,7 @@ def test_epoch_similarity_matches_an_independent_computation(run):
 
 
 def test_posttraining_starts_at_one_and_ends_where_the_saved_model_is(run):
-    from specbasis.extract import extract_weights
+    from specbasis.io.extract import extract_weights
 
     for name in DYN_SCALES:
         pretrained = run / f"results/models/mae-{name}"

@@ -11,7 +11,7 @@ from specbasis.config import (MODALITIES, cross_donor, intervention_groups, inte
 validate_config(config)  # fails at parse time, naming each bad key and what is allowed
 
 # The `peft:` section's runs (table1's grid, fig5's sweeps) become finetuned models like any other.
-from specbasis import peft_grid  # noqa: E402
+from specbasis.plan import peft as peft_grid  # noqa: E402
 
 PEFT = config.get("peft")
 if PEFT:
@@ -436,6 +436,6 @@ def peft_sweep_inputs(wildcards=None):
 
 
 def peft_task_columns():
-    from specbasis.peft_results import task_columns
+    from specbasis.analysis.peft import task_columns
 
     return task_columns(list(PEFT["tasks"]), DATASETS) if PEFT else {}

@@ -1,10 +1,10 @@
 """Alignment |cos| of matched singular vectors for one pair -> results/alignment/{pair}.csv."""
 import logging
 
-from specbasis.alignment import alignment_table
+from specbasis.analysis.alignment import alignment_table
 from specbasis.logs import setup_logging
 from specbasis.svd import read_svd
-from specbasis.tables import warn_one_sided, write_csv
+from specbasis.io.tables import warn_one_sided, write_csv
 
 
 def main(pair: str, pretrained: str, finetuned: str, out: str, max_rank: int) -> None:

@@ -2,14 +2,14 @@
 
 Snakemake: input.delta (results/delta/{pair}.h5), input.pretrained (results/svd/{model}.h5 of the
 pair's pretrained model); wildcards.pair; params.max_rank; output[0] results/cumgrad/{pair}.csv;
-log[0]. Columns: specbasis.cumgrad.COLUMNS.
+log[0]. Columns: specbasis.analysis.cumgrad.COLUMNS.
 """
 import logging
 
-from specbasis.cumgrad import cumgrad_table
+from specbasis.analysis.cumgrad import cumgrad_table
 from specbasis.logs import setup_logging
 from specbasis.svd import read_svd
-from specbasis.tables import write_csv
+from specbasis.io.tables import write_csv
 
 
 def main(pair: str, delta: str, pretrained: str, out: str, max_rank: int) -> None:

@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from specbasis.cumgrad import write_delta_store
+from specbasis.analysis.cumgrad import write_delta_store
 from specbasis.logs import setup_logging
 
 

@@ -5,8 +5,8 @@ Snakemake: input[0] (the model's SVD store), wildcards.model, output[0], log[0].
 import logging
 
 from specbasis.logs import setup_logging
-from specbasis.spectra import energy_table, read_spectra
-from specbasis.tables import write_csv
+from specbasis.analysis.spectra import energy_table, read_spectra
+from specbasis.io.tables import write_csv
 
 
 def main(model: str, store: str, out: str) -> None:

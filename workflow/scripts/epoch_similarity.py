@@ -1,13 +1,13 @@
 """|cos| of the analysed matrices' top singular vectors between successive pretraining epochs and to the
-final epoch -> results/dynamics/pretrain/{scale}.csv (specbasis.dynamics.epoch_similarity + scale).
+final epoch -> results/dynamics/pretrain/{scale}.csv (specbasis.dynamics.train.epoch_similarity + scale).
 
 input.run: results/dynamics/pretrain/{scale}/ (its snapshots.h5); params.max_rank, params.scale.
 """
 from pathlib import Path
 
-from specbasis.dynamics import epoch_similarity
+from specbasis.dynamics.train import epoch_similarity
 from specbasis.logs import setup_logging
-from specbasis.store import atomic_path
+from specbasis.io.store import atomic_path
 
 
 def main(run: str, max_rank: int, scale: int, out: str) -> None:

@@ -2,7 +2,7 @@
 import logging
 from pathlib import Path
 
-from specbasis.extract import extract_weights
+from specbasis.io.extract import extract_weights
 from specbasis.logs import setup_logging
 
 

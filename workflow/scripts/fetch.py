@@ -1,7 +1,7 @@
 """Fetch one model or dataset into its resources/ folder (atomically, verified, recorded)."""
 from pathlib import Path
 
-from specbasis.fetch import fetch
+from specbasis.io.fetch import fetch
 from specbasis.logs import setup_logging
 
 

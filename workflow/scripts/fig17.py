@@ -12,8 +12,8 @@ import pandas as pd
 from specbasis.figures import save
 from specbasis.figures.interventions import fig17
 from specbasis.logs import setup_logging
-from specbasis.sweep import MASK_COLUMNS
-from specbasis.tables import read_csvs
+from specbasis.interventions.sweep import MASK_COLUMNS
+from specbasis.io.tables import read_csvs
 
 
 def main(tables: list[str], style: str, pdf: str, png: str) -> None:

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 from specbasis.figures import save
 from specbasis.figures.cumgrad import fig19
 from specbasis.logs import setup_logging
-from specbasis.tables import read_csvs
+from specbasis.io.tables import read_csvs
 
 
 def main(cumgrad: list[str], alignment: list[str], style: str, pdf: str, png: str) -> None:

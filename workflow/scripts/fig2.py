@@ -13,8 +13,8 @@ import pandas as pd
 from specbasis.figures import save
 from specbasis.figures.alignment import fig2, top_k_summary
 from specbasis.logs import setup_logging
-from specbasis.sweep import SWAP_COLUMNS
-from specbasis.tables import read_csvs
+from specbasis.interventions.sweep import SWAP_COLUMNS
+from specbasis.io.tables import read_csvs
 
 
 def main(tables: list[str], swap: list[str], style: str, pdf: str, png: str) -> None:

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 from specbasis.figures import save
 from specbasis.figures.cumgrad import fig3
 from specbasis.logs import setup_logging
-from specbasis.store import atomic_path
-from specbasis.tables import read_csvs
+from specbasis.io.store import atomic_path
+from specbasis.io.tables import read_csvs
 
 
 def main(cumgrad: list[str], alignment: list[str], style: str, pdf: str, png: str, details: str) -> None:

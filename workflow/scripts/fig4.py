@@ -13,7 +13,7 @@ import pandas as pd
 from specbasis.figures import save
 from specbasis.figures.dynamics import fig4, top_mean
 from specbasis.logs import setup_logging
-from specbasis.tables import read_csvs
+from specbasis.io.tables import read_csvs
 
 
 def main(similarity: list[str], posttrain: list[str], style: str, top: int, pdf: str, png: str) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 from specbasis.figures import save
 from specbasis.figures.peft import fig5, summary
 from specbasis.logs import setup_logging
-from specbasis.peft_results import read_metrics, score
+from specbasis.analysis.peft import read_metrics, score
 
 
 def main(table: str, style: str, cells: list[dict], task: str, pdf: str, png: str) -> None:

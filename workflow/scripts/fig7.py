@@ -9,11 +9,11 @@ import logging
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from specbasis.alignment import COLUMNS
+from specbasis.analysis.alignment import COLUMNS
 from specbasis.figures import save
 from specbasis.figures.alignment import fig7
 from specbasis.logs import setup_logging
-from specbasis.tables import read_csvs
+from specbasis.io.tables import read_csvs
 
 
 def main(tables: list[str], style: str, modality: dict, pdf: str, png: str) -> None:

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 from specbasis.figures import save
 from specbasis.figures.alignment import fig_attention
 from specbasis.logs import setup_logging
-from specbasis.tables import read_csvs
+from specbasis.io.tables import read_csvs
 
 
 def main(tables: list[str], style: str, modality: dict, which: str, pdf: str, png: str) -> None:

@@ -13,7 +13,7 @@ import pandas as pd
 from specbasis.figures import save
 from specbasis.figures.dynamics import POSTTRAIN_PLOTTED, fig9, fig21, final_top_mean
 from specbasis.logs import setup_logging
-from specbasis.tables import read_csvs
+from specbasis.io.tables import read_csvs
 
 FIGURES = {"fig9": fig9, "fig21": fig21}
 

@@ -13,8 +13,8 @@ import pandas as pd
 from specbasis.figures import save
 from specbasis.figures.interventions import swap_figure
 from specbasis.logs import setup_logging
-from specbasis.sweep import SWAP_COLUMNS
-from specbasis.tables import read_csvs
+from specbasis.interventions.sweep import SWAP_COLUMNS
+from specbasis.io.tables import read_csvs
 
 
 def main(tables: list[str], style: str, group: str, sources: list[str], pdf: str, png: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from specbasis.data import load_splits
 from specbasis.logs import setup_logging
-from specbasis.train import finetune
+from specbasis.training.finetune import finetune
 
 TRAIN_KEYS = ("steps", "batch_size", "lr", "weight_decay", "warmup_frac", "max_length", "image_size", "eval_every")
 
@@ -26,7 +26,7 @@ def main(base: str, data: str, out: str, settings: dict, threads: int, cache: st
 
         extra["spectral_factors"] = StoredSVDs(svd, min_rank=settings["method"]["m"])
     if cache:
-        from specbasis.prefix_cache import PrefixCache
+        from specbasis.training.prefix_cache import PrefixCache
 
         extra["prefix_cache"] = PrefixCache.load(cache)
     metrics = finetune(Path(base), settings["family"], splits, Path(out), **train,

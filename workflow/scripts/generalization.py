@@ -1,5 +1,5 @@
 """Similarity against generalization (paper Appendix J): Spearman tests across pairs, BH-FDR ->
-results/generalization.csv (columns: specbasis.generalization.COLUMNS), and the values tested,
+results/generalization.csv (columns: specbasis.analysis.generalization.COLUMNS), and the values tested,
 results/generalization.pairs.csv (pair, depth, ranks, mean_cos, accuracy), which fig18 plots.
 
 Snakemake names:
@@ -15,9 +15,9 @@ Snakemake names:
 """
 import logging
 
-from specbasis.generalization import accuracies, correlation_tests, power_statement, similarity_by_layer
+from specbasis.analysis.generalization import accuracies, correlation_tests, power_statement, similarity_by_layer
 from specbasis.logs import setup_logging
-from specbasis.tables import read_csvs, write_csv
+from specbasis.io.tables import read_csvs, write_csv
 
 
 def main(alignment: list[str], metrics: list[str], pairs: dict, accuracy: dict, alpha: float,

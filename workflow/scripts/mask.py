@@ -4,15 +4,15 @@
 input.model: results/models/{model}; input.svd: its SVD store; input.data: the finetune's dataset folder.
 params.settings: model, family, device, split (the finetune's format, seed, max_train, max_eval),
 groups, orders, fractions, max_eval, batch_size. One row per group x order x fraction
-(specbasis.sweep.MASK_COLUMNS).
+(specbasis.interventions.sweep.MASK_COLUMNS).
 """
 import logging
 
 import torch
 
 from specbasis.logs import setup_logging
-from specbasis.sweep import MASK_COLUMNS, load_sweep, mask_points, run_sweep
-from specbasis.tables import write_csv
+from specbasis.interventions.sweep import MASK_COLUMNS, load_sweep, mask_points, run_sweep
+from specbasis.io.tables import write_csv
 
 
 def main(model: str, svd: str, data: str, out: str, settings: dict, threads: int) -> None:

@@ -10,9 +10,9 @@ import logging
 import pandas as pd
 
 from specbasis.figures.pairs import pair_table
-from specbasis.generalization import read_test_accuracy
+from specbasis.analysis.generalization import read_test_accuracy
 from specbasis.logs import setup_logging
-from specbasis.tables import read_csvs, write_table
+from specbasis.io.tables import read_csvs, write_table
 
 
 def main(alignment: list[str], metrics: list[str], pairs: dict, models: dict, csv: str, md: str, tex: str) -> None:

@@ -3,8 +3,8 @@
 Snakemake: input.runs, params.points (sweep, x, seed, k, m, layers, model), output[0], log[0].
 """
 from specbasis.logs import setup_logging
-from specbasis.peft_results import read_metrics, sweep_table
-from specbasis.tables import write_csv
+from specbasis.analysis.peft import read_metrics, sweep_table
+from specbasis.io.tables import write_csv
 
 if __name__ == "__main__":
     setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake

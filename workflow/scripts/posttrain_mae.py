@@ -5,7 +5,7 @@ and results/models/mae-{scale}-{mode}/.
 input.checkpoint: results/models/mae-{scale}; input.data: the post-training dataset folder.
 params.settings: dynamics_posttrain_settings (common.smk); params.mode.
 """
-from specbasis.dynamics_stage import posttrain_scale
+from specbasis.dynamics.stage import posttrain_scale
 from specbasis.logs import setup_logging
 
 

@@ -13,7 +13,7 @@ import torch
 from specbasis.data import load_splits
 from specbasis.logs import setup_logging
 from specbasis.models import load_classifier
-from specbasis.prefix_cache import build
+from specbasis.training.prefix_cache import build
 
 
 def main(base: str, data: str, out: str, settings: dict, threads: int) -> None:

@@ -4,7 +4,7 @@ input.data: the pretraining dataset folder. params.settings: dynamics_pretrain_s
 params.work_dir: the resumable state (kept beside the outputs, never an output: Snakemake would delete it
 before a rerun). output.run, output.model.
 """
-from specbasis.dynamics_stage import pretrain_scale
+from specbasis.dynamics.stage import pretrain_scale
 from specbasis.logs import setup_logging
 
 

@@ -7,8 +7,8 @@ output.per_rank, log[0]. Only the singular values S are read, never U or Vh.
 import logging
 
 from specbasis.logs import setup_logging
-from specbasis.spectra import read_spectra, spectra_tables
-from specbasis.tables import warn_one_sided, write_csv
+from specbasis.analysis.spectra import read_spectra, spectra_tables
+from specbasis.io.tables import warn_one_sided, write_csv
 
 
 def main(pair: str, pretrained: str, finetuned: str, per_matrix: str, per_rank: str) -> None:

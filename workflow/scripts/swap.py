@@ -5,7 +5,7 @@ input.svd: its SVD store; input.pretrained: the SVD store of the model it was fi
 input.cross: [] or the SVD store of its cross-task donor; input.data: the finetune's dataset folder.
 params.settings: model, family, device, split (the finetune's format, seed, max_train, max_eval),
 groups, sources, k, seed, max_eval, batch_size, pretrained (name), cross (name or None).
-One row per group x source x k (specbasis.sweep.SWAP_COLUMNS).
+One row per group x source x k (specbasis.interventions.sweep.SWAP_COLUMNS).
 """
 import logging
 
@@ -13,8 +13,8 @@ import torch
 
 from specbasis.logs import setup_logging
 from specbasis.svd import read_svd
-from specbasis.sweep import SWAP_COLUMNS, load_sweep, run_sweep, swap_points
-from specbasis.tables import write_csv
+from specbasis.interventions.sweep import SWAP_COLUMNS, load_sweep, run_sweep, swap_points
+from specbasis.io.tables import write_csv
 
 
 def main(model: str, svd: str, pretrained: str, cross: list[str], data: str, out: str, settings: dict,

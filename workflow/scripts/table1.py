@@ -6,8 +6,8 @@ params.columns ({dataset: column}), params.paper (add the paper's reported rows)
 import logging
 
 from specbasis.logs import setup_logging
-from specbasis.peft_results import read_metrics, run_rows, table1
-from specbasis.tables import write_table
+from specbasis.analysis.peft import read_metrics, run_rows, table1
+from specbasis.io.tables import write_table
 
 
 def main(cells: list[dict], columns: dict, paper: bool, csv: str, md: str, tex: str) -> None:

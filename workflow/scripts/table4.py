@@ -5,7 +5,7 @@ log[0].
 """
 from specbasis.figures.spectra import table4
 from specbasis.logs import setup_logging
-from specbasis.tables import read_csvs, write_table
+from specbasis.io.tables import read_csvs, write_table
 
 
 def main(tables: list[str], csv: str, md: str, tex: str) -> None:

@@ -3,8 +3,8 @@
 Snakemake: params.settings ({task: {method: settings}}), params.columns, output.csv/md/tex, log[0].
 """
 from specbasis.logs import setup_logging
-from specbasis.peft_results import table5
-from specbasis.tables import write_table
+from specbasis.analysis.peft import table5
+from specbasis.io.tables import write_table
 
 if __name__ == "__main__":
     setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake

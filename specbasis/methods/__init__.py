@@ -1,0 +1,1 @@
+"""Finetuning methods (full, bitfit, spectral, and peft's LoRA family) and the spectral adapter."""
