@@ -1,4 +1,8 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers (tiny_suite, hubstub)
+# Test modules import helpers (tiny_suite, hubstub) and each other's fixtures by bare name (pytest's default
+# prepend import mode, no __init__.py), across the folders that mirror the packages: put each on the path.
+HERE = Path(__file__).resolve().parent
+for folder in [HERE, *sorted(p for p in HERE.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))]:
+    sys.path.insert(0, str(folder))
