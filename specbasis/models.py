@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from specbasis.config import FAMILY_FORMATS, modality
+from specbasis import families
 from specbasis.io.store import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -201,8 +201,9 @@ def prepare_pretrained(src_dir: Path, out_dir: Path, family: str, fmt: str, *,
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if fmt not in FORMATS:
         raise ValueError(f"unknown checkpoint format {fmt!r}; allowed: {', '.join(FORMATS)}")
-    if fmt not in FAMILY_FORMATS[family]:
-        raise ValueError(f"format {fmt!r} does not fit family {family!r}; allowed: {', '.join(FAMILY_FORMATS[family])}")
+    allowed = families.family(family).formats
+    if fmt not in allowed:
+        raise ValueError(f"format {fmt!r} does not fit family {family!r}; allowed: {', '.join(allowed)}")
     with atomic_dir(out_dir) as tmp:
         if fmt == "state_dict":
             from specbasis.io.extract import load_state_dict
@@ -273,7 +274,7 @@ class ImagePreprocess:
                 "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
 
 
-def _head_prefixes(model) -> tuple[str, ...]:
+def head_prefixes(model) -> tuple[str, ...]:
     """Parameter names of the task head: what may be fresh when num_classes changes."""
     if hasattr(model, "base_model_prefix"):  # transformers: everything outside the base model
         prefix = model.base_model_prefix + "."
@@ -290,7 +291,7 @@ def _load_text(model_dir: Path, num_classes: int, max_length: int):
     model, info = AutoModelForSequenceClassification.from_pretrained(
         model_dir, num_labels=num_classes, local_files_only=True, output_loading_info=True,
         ignore_mismatched_sizes=True, **regression)
-    head = _head_prefixes(model)
+    head = head_prefixes(model)
     # Strict for the backbone: only the head may be new. BERT-style poolers are part of the
     # classification path and are absent from some checkpoints: allowed, but said.
     fresh = set(info["missing_keys"]) | {k[0] if isinstance(k, tuple) else k for k in info["mismatched_keys"]}
@@ -316,7 +317,7 @@ def _load_image(model_dir: Path, num_classes: int, image_size: int):
     model = timm.create_model(config["architecture"], pretrained=False, num_classes=num_classes,
                               **config.get("model_args", {}))
     state = load_weights(model_dir)
-    head = _head_prefixes(model)
+    head = head_prefixes(model)
     target = model.state_dict()
     reshaped = [k for k in state if k in target and state[k].shape != target[k].shape]
     dropped = [k for k in reshaped if k.startswith(head)]  # a head for another number of classes
@@ -348,7 +349,7 @@ def load_classifier(model_dir: Path, family: str, num_classes: int, *, image_siz
     """
     model_dir = Path(model_dir)
     recorded = _read_json(model_dir / PREPROCESS_FILE) if (model_dir / PREPROCESS_FILE).is_file() else {}
-    if modality(family) == "text":
+    if families.family(family).sees == "text":
         model, pre = _load_text(model_dir, num_classes, max_length or recorded.get("max_length", DEFAULT_MAX_LENGTH))
     else:
         model, pre = _load_image(model_dir, num_classes, image_size or recorded.get("image_size", DEFAULT_IMAGE_SIZE))

@@ -86,6 +86,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from specbasis import families
 from specbasis.kinds import CROSS_KINDS, FFN_KINDS, KINDS, SELF_KINDS, STACKS  # noqa: F401 (re-exported)
 
 _ID = re.compile(r"^(?:(?P<stack>enc|dec)\.)?(?P<layer>\d{2,})\.(?P<kind>[a-z_]+)(?:\.(?P<index>\d+))?$")
@@ -623,10 +624,8 @@ def map_brain_jepa(shapes, config=None):
 # own fine-tuning starts from (downstream_tasks/main_finetune.py loads checkpoint['target_encoder'], as
 # I-JEPA evaluates its target encoder); `encoder` (the online one) when a file has only that. LaBraM:
 # save_model's 'model' (not 'model_ema').
-CHECKPOINT_KEYS: dict[str, tuple[str, ...]] = {
-    "brain_jepa": ("target_encoder", "encoder"),
-    "labram": ("model",),
-}
+CHECKPOINT_KEYS: dict[str, tuple[str, ...]] = {f.name: f.checkpoint_keys for f in families.FAMILIES.values()
+                                             if f.checkpoint_keys}  # specbasis.families
 GENERIC_CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict")
 
 
@@ -657,7 +656,8 @@ FAMILIES: dict[str, Callable[..., list[MatrixSpec]]] = {
     "labram": map_labram,
     "brain_jepa": map_brain_jepa,
 }
-assert set(CHECKPOINT_KEYS) <= set(FAMILIES), f"CHECKPOINT_KEYS: unknown {set(CHECKPOINT_KEYS) - set(FAMILIES)}"
+assert set(FAMILIES) == set(families.FAMILIES), \
+    f"name maps and specbasis.families differ: {sorted(set(FAMILIES) ^ set(families.FAMILIES))}"
 
 
 class UnknownFamilyError(KeyError, ValueError):

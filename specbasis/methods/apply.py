@@ -27,7 +27,7 @@ The spec (YAML in the config; a dict here), flat, one method a spec::
 Targets are shared: `resolve_targets` turns `layers + kinds` (matrix ids of specbasis.io.namemaps) or a regex
 into exact module names, and every method is given that same list (peft's target_modules as a list of exact
 names; the spectral adapter's target_modules likewise), so every method adapts the same matrices. The task
-head (the modules models._head_prefixes names: `classifier`, DeBERTa's `pooler` too) trains in full under
+head (the modules models.head_prefixes names: `classifier`, DeBERTa's `pooler` too) trains in full under
 every method (peft: modules_to_save).
 
 LoRA's initialisations, as peft 0.21 has them (tuners/lora/layer.py, reset_lora_parameters): ΔW = (α/r) B A
@@ -72,10 +72,10 @@ PEFT_FILES = ("adapter_model.safetensors", "adapter_config.json")  # what peft's
 # ------------------------------------------------------------------------------------------- targets
 
 def head_modules(model: nn.Module) -> list[str]:
-    """Module names of the task head (trained in full by every method), as models._head_prefixes finds them."""
-    from specbasis.models import _head_prefixes
+    """Module names of the task head (trained in full by every method), as models.head_prefixes finds them."""
+    from specbasis.models import head_prefixes
 
-    return [p.removesuffix(".") for p in _head_prefixes(model)]
+    return [p.removesuffix(".") for p in head_prefixes(model)]
 
 
 def resolve_targets(model: nn.Module, targets: dict | str, family: str) -> dict[str, str]:

@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from specbasis import families
 from specbasis.io.namemaps import FAMILIES, FFN_KINDS, KINDS, map_names, parse_id
 from specbasis.svd import SIGN_CONVENTION, fix_signs
 
@@ -373,10 +374,10 @@ def _model_family(model: nn.Module, config: SpectralConfig) -> str:
     if config.family is not None:
         return config.family
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    family = (model_type or "").replace("-", "_")
-    if family not in FAMILIES:
+    family = families.of_model_type(model_type)
+    if family is None:
         raise ValueError(f"SpectralConfig.family = None: the model says model_type = {model_type!r}, which is none of "
-                         f"the name maps; set family, allowed: {', '.join(sorted(FAMILIES))}")
+                         f"the name maps' families; set family, allowed: {', '.join(sorted(FAMILIES))}")
     return family
 
 
