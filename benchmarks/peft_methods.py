@@ -16,7 +16,7 @@ its own AdamW (specbasis.training.finetune._optimizer, finetune.text's weight de
    classifier's own preprocess, max_length 40; the same batches, in the same order, for every method): a step
    is exactly specbasis.training.finetune.finetune's (forward through models.logits_of, cross-entropy, + AdaLoRA's
    regularizer; zero_grad, backward; clip_grad_norm_ to train.GRAD_CLIP, optimizer and scheduler step,
-   prepared.after_step), with flush-denormal on as finetune sets it. Tokenisation is done beforehand and left
+   Adapted.after_step), with flush-denormal on as finetune sets it. Tokenisation is done beforehand and left
    out, as in finetune's step_seconds. Each method first takes 2 untimed steps (AdamW's state, lazy inits);
    then every round runs --steps-per-round steps of each method in an order that rotates round by round (this
    machine's speed drifts by tens of percent, and other work on it only ever adds time). Printed per method:
@@ -30,7 +30,7 @@ its own AdamW (specbasis.training.finetune._optimizer, finetune.text's weight de
    adapter (last two blocks only, so the backward pass stops there) is the fastest method; the script says
    whether it is, and where its time goes against the fastest one if not.
 2. Merged inference: after its training steps, each model is put in eval mode, its logits on 128 test texts
-   are taken, then specbasis.methods.apply.finalize merges the adapter into a plain model whose logits are compared
+   are taken, then Adapted.merge merges the adapter into a plain model whose logits are compared
    (max abs difference; expected ~1e-5), and its weights outside the head with the base's (max |ΔW|: the
    trained adapter is not a no-op); `plain` says whether it has exactly the base's modules and parameter
    shapes (no wrapper left). Then one eval-mode forward of those 128 texts under torch.inference_mode is timed
@@ -70,10 +70,10 @@ import torch.nn.functional as F
 import transformers
 import yaml
 
-from specbasis.methods import apply as methods
+from specbasis.methods.apply import prepare
 from specbasis.data import load_splits
 from specbasis.models import load_classifier, logits_of
-from specbasis.methods.spectral import choose_path, spectral_layers
+from specbasis.methods.spectral_adapter import choose_path, spectral_layers
 from specbasis.training.finetune import GRAD_CLIP, StepMemory, _optimizer, batch_order, seed_everything, warmup_linear
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +104,8 @@ class Runner:
         seed_everything(seed)  # as finetune: before the load, so the fresh head is seeded
         model, _ = load_classifier(ROOT / MODEL, FAMILY, CLASSES, max_length=MAX_LENGTH)
         t0 = time.perf_counter()
-        self.model, self.prepared = methods.prepare(model, self.spec, FAMILY, total_steps=total_steps)
+        self.prepared = prepare(model, self.spec, FAMILY, total_steps=total_steps)
+        self.model = self.prepared.model
         self.seconds_prepare = time.perf_counter() - t0
         self.optimizer = _optimizer(self.model, lr, float(text["weight_decay"]))
         warmup = int(round(float(text["warmup_frac"]) * total_steps))
@@ -120,7 +121,8 @@ class Runner:
         model.train()
         t0 = time.perf_counter()
         loss = F.cross_entropy(logits_of(model, inputs), target)
-        objective = loss if prepared.regularizer is None else loss + prepared.regularizer()
+        term = prepared.loss_term()
+        objective = loss if term is None else loss + term
         t1 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
@@ -128,8 +130,7 @@ class Runner:
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         self.optimizer.step()
         self.schedule.step()
-        if prepared.after_step is not None:
-            prepared.after_step(self.step_no)
+        prepared.after_step(self.step_no)
         t3 = time.perf_counter()
         if not torch.isfinite(objective):
             raise FloatingPointError(f"{self.name}: loss {objective.item()} at step {self.step_no}")
@@ -158,8 +159,9 @@ class Runner:
         self.model.train()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             loss = F.cross_entropy(logits_of(self.model, inputs), target)
-            if self.prepared.regularizer is not None:
-                loss = loss + self.prepared.regularizer()
+            term = self.prepared.loss_term()
+            if term is not None:
+                loss = loss + term
         del loss
         self.saved_bytes = sum(seen.values())
 
@@ -232,7 +234,7 @@ def inference(runners: dict[str, Runner], texts_inputs: dict, rounds: int) -> No
         r.model.eval()
         with torch.inference_mode():
             before = logits_of(r.model, texts_inputs).float()
-        merged = methods.finalize(r.model, r.prepared).eval()
+        merged = r.prepared.merge().eval()
         with torch.inference_mode():
             after = logits_of(merged, texts_inputs).float()
         diffs[name] = float((after - before).abs().max())
@@ -349,10 +351,10 @@ def main(argv=None) -> None:
     training_table(runners, spectral)
     tokens = BATCH * lengths[-1]
     for name, r in runners.items():  # which of SpectralLinear's two training paths ran (path auto: choose_path's)
-        if r.prepared.spec.method == "spectral":
+        layers = spectral_layers(r.model).values()
+        if layers:
             paths = {layer.path if layer.path != "auto" else
-                     choose_path(layer.out_features, layer.in_features, layer.r, tokens)
-                     for layer in spectral_layers(r.model).values()}
+                     choose_path(layer.out_features, layer.in_features, layer.r, tokens) for layer in layers}
             print(f"{name}: training path at {BATCH} x {lengths[-1]} tokens: {', '.join(sorted(paths))}")
 
     test_inputs = preprocess(splits.test.x[:EVAL_BATCH])

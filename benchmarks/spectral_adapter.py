@@ -1,4 +1,4 @@
-"""Spectral adapter (specbasis.methods.spectral): its two training paths and merged inference against the frozen base,
+"""Spectral adapter (specbasis.methods.spectral_adapter): its two training paths and merged inference against the frozen base,
 side by side in one run.
 
 Usage:  python benchmarks/spectral_adapter.py [--rounds 5] [--threads N]
@@ -17,7 +17,7 @@ machine's speed drifts, and other work on it only ever adds time), and each rati
 the fastest of the rounds of each variant.
 
 It also prints what choose_path picks, the slowdown per multiply-add of the factored path's thin matmuls
-relative to the dense path's that the timings imply (specbasis.methods.spectral.FACTORED_SLOWDOWN comes from here),
+relative to the dense path's that the timings imply (specbasis.methods.spectral_adapter.FACTORED_SLOWDOWN comes from here),
 and the measured crossover: tokens at which dense and factored cost the same, from a line through the two
 batch sizes (t = fixed + per_token · tokens for each path): 'never' when factored is faster at every batch,
 'below only' when the line says dense is faster only at small batches (its fixed cost measured smaller than
@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from specbasis.svd import fix_signs
-from specbasis.methods.spectral import SpectralConfig, SpectralLinear, apply_spectral, choose_path, crossover_tokens, merge_all
+from specbasis.methods.spectral_adapter import SpectralConfig, SpectralLinear, apply_spectral, choose_path, crossover_tokens, merge_all
 
 SHAPES = [(768, 3072), (384, 1536)]   # (in, out)
 RANKS = [50, 300]

@@ -19,8 +19,55 @@ import numpy as np
 import torch
 from scipy import stats
 
-from specbasis.data import Part
-from specbasis.training.finetune import predict_logits
+from specbasis import glue_metrics
+from specbasis.data import Part, Splits
+from specbasis.models import logits_of
+
+
+def to_device(inputs, device):
+    if isinstance(inputs, dict):
+        return {k: v.to(device) for k, v in inputs.items()}
+    return inputs.to(device)
+
+
+def select(x, idx):
+    return [x[i] for i in idx] if isinstance(x, list) else x[idx]
+
+
+@torch.inference_mode()
+def predict_logits(model, preprocess, x, device, batch_size: int = 128) -> torch.Tensor:
+    """(N, C) logits in eval mode. Texts are batched by length (less padding), then put back in order."""
+    model.eval()
+    n = len(x)
+    order = np.argsort([len(t) for t in x], kind="stable") if isinstance(x, list) else np.arange(n)
+    out = torch.empty(n, dtype=torch.float32) if n else torch.zeros(0)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        logits = logits_of(model, to_device(preprocess(select(x, idx)), device)).float().cpu()
+        if start == 0:
+            out = torch.empty(n, logits.shape[1])
+        out[torch.as_tensor(idx)] = logits
+    return out
+
+
+def accuracy(model, preprocess, part: Part, device, batch_size: int = 128) -> float:
+    logits = predict_logits(model, preprocess, part.x, device, batch_size)
+    return float((logits.argmax(1).numpy() == part.y).mean())
+
+
+def predictions(logits: torch.Tensor, task_type: str) -> np.ndarray:
+    """(N,) what the model predicts from its (N, C) logits: the argmax class, or the one output (regression)."""
+    if task_type == "regression":
+        assert logits.shape[1] == 1, f"a regression head has one output, these logits have {logits.shape[1]}"
+        return logits[:, 0].numpy().astype(np.float64)
+    return logits.argmax(1).numpy()
+
+
+def scores(model, preprocess, splits: Splits, part: Part, device, batch_size: int = 128) -> dict[str, float]:
+    """The task's metrics (glue_metrics.score) of the model on `part`, the main one first."""
+    logits = predict_logits(model, preprocess, part.x, device, batch_size)
+    return glue_metrics.score(splits.task, part.y, predictions(logits, splits.task_type))
+
 
 
 @dataclass(frozen=True)
@@ -54,7 +101,7 @@ def evaluate(model: torch.nn.Module, preprocess, part: Part, device, batch_size:
              max_examples: int | None = None) -> Evaluation:
     """Logits and per-example correctness of the model as it is now (edited or not), in eval mode.
 
-    The model must already be on `device`; inputs are moved there batch by batch (train.predict_logits)."""
+    The model must already be on `device`; inputs are moved there batch by batch (predict_logits)."""
     if len(part) == 0:
         raise ValueError("evaluate: the split is empty; an accuracy of nothing is undefined")
     index = subset(len(part), max_examples)

@@ -207,7 +207,7 @@ def read_svd(path, ids: Iterable[str] | None = None, rank: int | None = None) ->
 
 
 class StoredSVDs:
-    """Read-on-demand view of an SVD store for the spectral adapter (specbasis.methods.spectral.apply_spectral's
+    """Read-on-demand view of an SVD store for the spectral adapter (specbasis.methods.spectral_adapter.apply_spectral's
     `factors`): `get(matrix id)` gives its SVD when the store holds at least `min_rank` vectors of it, else the
     default (the adapter then computes the SVD itself)."""
 

@@ -36,3 +36,27 @@ def save(fig: plt.Figure, *paths) -> None:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1])
     plt.close(fig)
+
+
+def note(ax: plt.Axes, text: str) -> None:
+    """A panel that says, in words, why it has nothing to plot."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, wrap=True)
+    ax.set_axis_off()
+
+
+def page_note(text: str) -> plt.Figure:
+    """A one-panel figure that says why a figure has nothing to plot."""
+    fig, ax = plt.subplots(figsize=(7, 2.5), layout="constrained")
+    note(ax, text)
+    return fig
+
+
+def grid(n: int, width: float = 4.2, height: float = 3.4) -> tuple[plt.Figure, list[plt.Axes]]:
+    """n panels, up to 4 a row; the unused cells of the last row hidden."""
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_axis_off()
+    return fig, flat[:n]

@@ -17,9 +17,10 @@ import pandas as pd
 import seaborn as sns
 
 from specbasis.analysis.alignment import random_cos, random_subspace
-from specbasis.config import MODALITIES
+from specbasis.families import MODALITIES
 from specbasis.io.tables import base_kind
-from specbasis.figures import ffn_rows, rank_bucket
+from specbasis.figures import ffn_rows, note, rank_bucket
+from specbasis.figures.interventions import swap_delta_panel
 
 MEASURES = {"cos": "matched |cos|", "subspace": "subspace", "random": "random |cos|",
             "random_subspace": "random subspace"}
@@ -44,11 +45,6 @@ def _curves(ax: plt.Axes, long: pd.DataFrame, pairs: list[str], title: str, log_
     ax.set(title=title, xlabel="rank i (k for subspace)", ylabel="mean over matrices", ylim=(0, 1.02))
     if log_x:
         ax.set_xscale("log")
-
-
-def _note(ax: plt.Axes, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, wrap=True)
-    ax.set_axis_off()
 
 
 def fig2(table: pd.DataFrame, swap: pd.DataFrame | None = None) -> plt.Figure:
@@ -78,8 +74,6 @@ def fig2(table: pd.DataFrame, swap: pd.DataFrame | None = None) -> plt.Figure:
         ax.set(title=pair, xlabel="layer", ylabel="rank" if ax is cells[0] else "")
         ax.grid(False)
     if swaps:
-        from specbasis.figures.interventions import swap_delta_panel
-
         d, e = swaps[0].subplots(1, 2, sharey=True)
         swap_delta_panel(d, swap, ("pretrained", "random", "zero"), "D  pretrained / random / zero vectors swapped in")
         swap_delta_panel(e, swap, ("cross",), "E  another task's finetuned vectors swapped in")
@@ -117,7 +111,7 @@ def fig7(table: pd.DataFrame, modality: dict[str, str]) -> plt.Figure:
     ffn = ffn_rows(table[table["pair"].map(modality).isin(present)])
     if ffn.empty:
         fig, ax = plt.subplots(figsize=(7, 2.5), layout="constrained")
-        _note(ax, "No EEG or fMRI pairs in this suite (models with modality eeg or fmri: LaBraM, BrainLM, "
+        note(ax, "No EEG or fMRI pairs in this suite (models with modality eeg or fmri: LaBraM, BrainLM, "
                   "Brain-JEPA; see config/paper.yaml for how to add them), so there is nothing to plot." if not present
                   else f"No FFN matrices in the {', '.join(BRAIN_MODALITIES[m] for m in present)} pairs.")
         return fig
@@ -151,7 +145,7 @@ def fig_attention(table: pd.DataFrame, modality: dict[str, str], which: str) -> 
     if attn.empty:
         fig, ax = plt.subplots(figsize=(7, 2.5), layout="constrained")
         what = ", ".join(pairs) if pairs else "none in this suite"
-        _note(ax, f"No attention matrices in the {which} pairs ({what}): these architectures "
+        note(ax, f"No attention matrices in the {which} pairs ({what}): these architectures "
                   "(e.g. EfficientNet) have none, so there is nothing to plot." if pairs else
                   f"No {which} pairs in this suite.")
         return fig
@@ -162,7 +156,7 @@ def fig_attention(table: pd.DataFrame, modality: dict[str, str], which: str) -> 
         for i, side in enumerate(SIDES):
             sub = long[(long["kind"] == kind) & (long["side"] == side)]
             if sub.empty:
-                _note(axes[i, j], f"no {kind} matrices")
+                note(axes[i, j], f"no {kind} matrices")
                 continue
             _curves(axes[i, j], sub, present, f"{kind}: {SIDES[side]}", log_x=True, legend=(i, j) == (0, 0))
     if without:

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from specbasis.figures.interventions import _grid, _page_note
+from specbasis.figures import grid, page_note
 
 LABELS = {"classify": "true labels", "classify_shuffled": "shuffled labels"}
 
@@ -64,8 +64,8 @@ def fig4(similarity: pd.DataFrame, posttrain: pd.DataFrame, top: int, new_data: 
     B: to the pretrained basis during classification post-training; C: during reconstruction on new data.
     B and C show the smallest and largest scale."""
     if similarity.empty and posttrain.empty:
-        return _page_note("No pretraining-dynamics results: the config has no `dynamics:` section.")
-    fig, axes = _grid(3)
+        return page_note("No pretraining-dynamics results: the config has no `dynamics:` section.")
+    fig, axes = grid(3)
     sim = _with_scale_label(top_mean(similarity, ["scale", "epoch", "reference"], top))
     sns.lineplot(data=sim, x="epoch", y="cos", hue="data", style="reference", style_order=["previous", "final"],
                  palette=_palette(similarity["scale"]), ax=axes[0])
@@ -82,8 +82,8 @@ def fig4(similarity: pd.DataFrame, posttrain: pd.DataFrame, top: int, new_data: 
 def fig21(posttrain: pd.DataFrame, top: int, new_data: str = "new data") -> plt.Figure:
     """fig4's B and C for every scale."""
     if posttrain.empty:
-        return _page_note("No post-training results: the config has no `dynamics:` section.")
-    fig, axes = _grid(2)
+        return page_note("No post-training results: the config has no `dynamics:` section.")
+    fig, axes = grid(2)
     palette = _palette(posttrain["scale"])
     _posttrain_panel(axes[0], posttrain, "classify", top, "A. classification", palette)
     _posttrain_panel(axes[1], posttrain, "reconstruct", top, f"B. reconstruction, {new_data}", palette)
@@ -94,9 +94,9 @@ def fig9(posttrain: pd.DataFrame, top: int) -> plt.Figure:
     """Classification post-training from the same checkpoint with true vs shuffled labels, one panel per scale."""
     rows = posttrain[posttrain["mode"].isin(list(LABELS))]
     if rows.empty:
-        return _page_note("No classification post-training results (dynamics.modes has neither classify mode).")
+        return page_note("No classification post-training results (dynamics.modes has neither classify mode).")
     scales = sorted(rows["scale"].unique())
-    fig, axes = _grid(len(scales), width=3.4, height=2.9)
+    fig, axes = grid(len(scales), width=3.4, height=2.9)
     for ax, n in zip(axes, scales):
         data = top_mean(rows[rows["scale"] == n], ["mode", "epoch"], top)
         data = data.assign(labels=data["mode"].map(LABELS))

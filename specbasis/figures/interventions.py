@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from specbasis.figures.alignment import _note
+from specbasis.figures import grid, note, page_note
 
 GROUP_NAMES = {"ffn": "FFN", "attn": "attention", "xattn": "cross-attention"}
 SOURCE_ORDER = ("pretrained", "cross", "random", "random_orthogonal", "zero")
@@ -21,22 +21,6 @@ ORDER_COLORS = dict(zip(("top_down", "bottom_up"), sns.color_palette("colorblind
 GROUP_DASHES = {"ffn": "", "attn": (4, 2), "xattn": (1, 1.5)}
 SWAP_SOURCES = ("pretrained", "random", "random_orthogonal", "zero")  # fig12, fig14 (cross: fig13, fig15)
 ALPHA = 0.05  # McNemar level at which a point is drawn filled
-
-
-def _page_note(text: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7, 2.5), layout="constrained")
-    _note(ax, text)
-    return fig
-
-
-def _grid(n: int, width: float = 4.2, height: float = 3.4) -> tuple[plt.Figure, list[plt.Axes]]:
-    cols = min(n, 4)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
-    flat = list(axes.ravel())
-    for ax in flat[n:]:
-        ax.set_axis_off()
-    return fig, flat[:n]
 
 
 def _unedited(ax: plt.Axes, rows: pd.DataFrame) -> None:
@@ -69,10 +53,10 @@ def swap_figure(table: pd.DataFrame, group: str, sources=SWAP_SOURCES) -> plt.Fi
     """Accuracy against k of the swaps `sources` in matrix group `group`, one panel per model."""
     models = list(dict.fromkeys(table["model"])) if len(table) else []
     if not models:
-        return _page_note("No swap interventions in this suite (config `interventions.models` is empty, or no "
+        return page_note("No swap interventions in this suite (config `interventions.models` is empty, or no "
                           "model is finetuned by the workflow), so there is nothing to plot.")
     what = GROUP_NAMES.get(group, group)
-    fig, axes = _grid(len(models))
+    fig, axes = grid(len(models))
     for ax, model in zip(axes, models):
         mine = table[table["model"] == model]
         rows = mine[(mine["group"] == group) & mine["source"].isin(sources)]
@@ -83,7 +67,7 @@ def swap_figure(table: pd.DataFrame, group: str, sources=SWAP_SOURCES) -> plt.Fi
                 why = "no cross donor (config interventions.cross)"
             else:
                 why = f"no {', '.join(sources)} swaps"
-            _note(ax, f"{model}: {why}; nothing to plot")
+            note(ax, f"{model}: {why}; nothing to plot")
             continue
         present = [s for s in SOURCE_ORDER if s in set(rows["source"])]
         _unedited(ax, rows)
@@ -126,9 +110,9 @@ def fig17(table: pd.DataFrame) -> plt.Figure:
     (line style), one panel per model."""
     models = list(dict.fromkeys(table["model"])) if len(table) else []
     if not models:
-        return _page_note("No masking interventions in this suite (config `interventions.models` is empty, or no "
+        return page_note("No masking interventions in this suite (config `interventions.models` is empty, or no "
                           "model is finetuned by the workflow), so there is nothing to plot.")
-    fig, axes = _grid(len(models))
+    fig, axes = grid(len(models))
     for ax, model in zip(axes, models):
         rows = table[table["model"] == model].assign(
             curve=lambda t: t["order"].str.replace("_", "-") + ", " + t["group"].map(GROUP_NAMES))
@@ -153,7 +137,7 @@ def swap_delta_panel(ax: plt.Axes, table: pd.DataFrame, sources, title: str, gro
     (colour: model, line style: source): fig2's panels D and E."""
     rows = table[(table["group"] == group) & table["source"].isin(sources)] if len(table) else table
     if rows.empty:
-        _note(ax, f"{title.split('  ')[0]}  no {' / '.join(sources)} swaps of {GROUP_NAMES[group]} matrices in this "
+        note(ax, f"{title.split('  ')[0]}  no {' / '.join(sources)} swaps of {GROUP_NAMES[group]} matrices in this "
                   "suite (see config `interventions`)")
         return
     present = [s for s in SOURCE_ORDER if s in set(rows["source"])]

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from specbasis.figures.interventions import _grid, _page_note
+from specbasis.figures import grid, page_note
 
 PANELS = {"rank": ("A. rank budget (k = 0)", "m (components adapted: 0..m)"),
           "layers": ("B. layer location", "adapted blocks"),
@@ -34,8 +34,8 @@ def fig5(table: pd.DataFrame, full: float | None = None, task: str = "", detail:
     """Three panels (those the table has), score against the swept setting."""
     sweeps = [s for s in PANELS if s in set(table["sweep"])] if len(table) else []
     if not sweeps:
-        return _page_note("No fig5 runs: the config's peft section has no sweeps.")
-    fig, axes = _grid(len(sweeps), width=4.4)
+        return page_note("No fig5 runs: the config's peft section has no sweeps.")
+    fig, axes = grid(len(sweeps), width=4.4)
     for ax, sweep in zip(axes, sweeps):
         sub = table[table["sweep"] == sweep].copy()
         order = _order(sub, sweep)

@@ -280,10 +280,10 @@ def _load_fetched(name: str, model_dir: str | Path, data_dir: str | Path, family
 def reorder_head(model, order: Sequence[int], name: str = "?") -> dict:
     """The model's state dict with its output layer's rows permuted, so that logit j is class order[j]'s
     (logits[:, order] of the original): the one Linear of the head whose outputs are the classes."""
-    from specbasis.methods.apply import head_modules
+    from specbasis.models import head_prefixes
 
     n = len(order)
-    heads = head_modules(model)
+    heads = [p.removesuffix(".") for p in head_prefixes(model)]
     state = model.state_dict()
     rows = [k for k in state if any(k.startswith(h + ".") for h in heads) and state[k].ndim >= 1
             and state[k].shape[0] == n and k.rsplit(".", 1)[-1] in ("weight", "bias")]

@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PATHS = ("auto", "factored", "dense")
-FORMAT = "specbasis.methods.spectral/1"
+FORMAT = "specbasis.spectral/1"  # the saved file's format tag: kept when the module moved, so files stay readable
 # A float64 SVD is backward stable: another machine's differs by ~1e-13 σ_0 for these sizes, which turns a
 # singular vector by that over its gap to its neighbours (Davis-Kahan). Gaps ≥ 1e-6 σ_0 keep the turn
 # below ~1e-7 (float32 round-off); smaller ones make the saved state carry U_r, Vh_r.

@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from specbasis.methods.spec import parse_method
+from specbasis.methods import parse as parse_method
 
 SWEEPS = ("rank", "layers", "block")  # fig5's panels A, B, C
 # Settings that change what is measured during training, not the trained model (evaluation runs in eval mode and

@@ -1,6 +1,6 @@
 """Finetuning of a prepared pretrained model on a labelled data set: the finetuned half of a pair.
 
-One loop for every method of specbasis.methods.apply (`method`: full by default, every weight trains; or
+One loop for every method of specbasis.methods (`method`: full by default, every weight trains; or
 bitfit, spectral, lora, dora, pissa, adalora, psoft): the method decides what trains, the loop trains it
 the same way: AdamW, linear warm-up then linear decay to 0, gradient-norm clipping, cross-entropy (for a
 regression task, STS-B, the mean squared error of the one output against the float target; plus
@@ -10,7 +10,7 @@ Everything is seeded (python, numpy, torch, the batch order), so a rerun on CPU 
 
 The output folder is written atomically (a temporary folder beside it, renamed at the end) and holds
 the model in its library's own format (an adapter merged into the weights, its own files in adapter/:
-methods.save_adapter), `preprocess.json` (how inputs were made) and `metrics.json`. Before the rename the
+Adapted.save), `preprocess.json` (how inputs were made) and `metrics.json`. Before the rename the
 saved model is loaded back and must reproduce the trained (unmerged) model's logits.
 
 metrics.json records, for every method, the trainable parameters, the mean seconds per optimizer step
@@ -47,9 +47,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from specbasis import glue_metrics
+from specbasis.evaluate import predict_logits, predictions, scores, select, to_device
 
-from specbasis.methods import apply as methods
-from specbasis.data import Part, Splits
+from specbasis.methods import parse as parse_method
+from specbasis.methods.apply import prepare
+from specbasis.data import Splits
 from specbasis.device import resolve_device
 from specbasis.models import (PREPROCESS_FILE, REGRESSION_LABEL, load_classifier, logits_of, save_weights,
                               timm_config)
@@ -83,51 +85,6 @@ def batch_order(n: int, steps: int, batch_size: int, rng: np.random.Generator):
             buffer = np.concatenate([buffer, rng.permutation(n)])
         yield buffer[:batch_size]
         buffer = buffer[batch_size:]
-
-
-def _to(inputs, device):
-    if isinstance(inputs, dict):
-        return {k: v.to(device) for k, v in inputs.items()}
-    return inputs.to(device)
-
-
-def _select(x, idx):
-    return [x[i] for i in idx] if isinstance(x, list) else x[idx]
-
-
-@torch.inference_mode()
-def predict_logits(model, preprocess, x, device, batch_size: int = 128) -> torch.Tensor:
-    """(N, C) logits in eval mode. Texts are batched by length (less padding), then put back in order."""
-    model.eval()
-    n = len(x)
-    order = np.argsort([len(t) for t in x], kind="stable") if isinstance(x, list) else np.arange(n)
-    out = torch.empty(n, dtype=torch.float32) if n else torch.zeros(0)
-    for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
-        logits = logits_of(model, _to(preprocess(_select(x, idx)), device)).float().cpu()
-        if start == 0:
-            out = torch.empty(n, logits.shape[1])
-        out[torch.as_tensor(idx)] = logits
-    return out
-
-
-def accuracy(model, preprocess, part: Part, device, batch_size: int = 128) -> float:
-    logits = predict_logits(model, preprocess, part.x, device, batch_size)
-    return float((logits.argmax(1).numpy() == part.y).mean())
-
-
-def predictions(logits: torch.Tensor, task_type: str) -> np.ndarray:
-    """(N,) what the model predicts from its (N, C) logits: the argmax class, or the one output (regression)."""
-    if task_type == "regression":
-        assert logits.shape[1] == 1, f"a regression head has one output, these logits have {logits.shape[1]}"
-        return logits[:, 0].numpy().astype(np.float64)
-    return logits.argmax(1).numpy()
-
-
-def scores(model, preprocess, splits: Splits, part: Part, device, batch_size: int = 128) -> dict[str, float]:
-    """The task's metrics (glue_metrics.score) of the model on `part`, the main one first."""
-    logits = predict_logits(model, preprocess, part.x, device, batch_size)
-    return glue_metrics.score(splits.task, part.y, predictions(logits, splits.task_type))
 
 
 def task_loss(logits: torch.Tensor, target: torch.Tensor, task_type: str) -> torch.Tensor:
@@ -247,23 +204,23 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
              prefix_cache=None, spectral_factors=None) -> dict:
     """Finetune the model in base_dir on `splits` by `method`; write out_dir; return the metrics.
 
-    method: a spec of specbasis.methods.apply (None or "full": every weight trains, today's finetuning); it is
-    checked before the model is loaded and applied (methods.prepare) before the first step; the saved
-    model has the adapter merged in (methods.finalize), its own files in adapter/ (methods.save_adapter).
+    method: a specbasis.methods.Method or its spec (None or "full": every weight trains, today's finetuning); it is
+    checked before the model is loaded and applied (methods.apply.prepare) before the first step; the saved
+    model has the adapter merged in (Adapted.merge), its own files in adapter/ (Adapted.save).
     max_length applies to text models, image_size to image models. The task's metric (accuracy, or
     GLUE's for splits.task: module docstring) is measured on val every `eval_every` steps and at the end;
     on test at the end (and at step 0, pretrained backbone with a fresh head, when eval_step0).
     splits.task_type picks the head and the loss: classification (cross-entropy over num_classes
     outputs) or regression (MSE of one output). The splits are used as given: cap them in load_splits.
     spectral_factors: for method spectral, precomputed SVDs of the pretrained weights by matrix id (e.g.
-    specbasis.svd.StoredSVDs of the workflow's results/svd store; methods.prepare).
+    specbasis.svd.StoredSVDs of the workflow's results/svd store; methods.apply.prepare).
     prefix_cache: a specbasis.training.prefix_cache.PrefixCache of the texts' hidden states before block `start` (built
     from the same base model and tokenisation): training and evaluation run blocks start.. only (the method
     must train nothing before them; dropout is off in the cached blocks); the saved model is the whole model,
     and its test logits must match the cached run's (metrics.json `prefix_cache`).
     """
     t_start = time.perf_counter()
-    spec = methods.parse_method(method)  # a bad method fails before anything is loaded
+    method = parse_method(method)  # a bad method fails before anything is loaded
     metric = glue_metrics.metric_name(splits.task)  # the main metric: val_curve's, test_metric's
     if steps < 1 or batch_size < 1 or lr <= 0 or not 0 <= warmup_frac <= 1 or eval_every < 1:
         raise ValueError(f"bad settings: steps={steps}, batch_size={batch_size}, lr={lr}, "
@@ -280,16 +237,16 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
                                         max_length=max_length)
     model.to(dev)
     t_prepare = time.perf_counter()
-    model, prepared = methods.prepare(model, spec, family, total_steps=steps,  # full: the model as it is
-                                      factors=spectral_factors)
+    adapted = prepare(model, method, family, total_steps=steps, factors=spectral_factors)  # full: the model as it is
+    model = adapted.model
     seconds_prepare = time.perf_counter() - t_prepare
     uncached = preprocess
     cache_stack = contextlib.ExitStack()  # a prefix cache (fig5's sweeps): the model runs the blocks after it only
     if prefix_cache is not None:
         _check_prefix_frozen(model, prefix_cache.start)
         preprocess = cache_stack.enter_context(prefix_cache.attached(model, preprocess))
-    log.info("method %s: %d trainable parameters of %d (head %d)", spec.method, prepared.counts["trainable"],
-             prepared.counts["base"], prepared.counts["head"])
+    log.info("method %s: %d trainable parameters of %d (head %d)", method.name, adapted.counts["trainable"],
+             adapted.counts["base"], adapted.counts["head"])
     log.info("finetune %s from %s on %s (%s): %s examples, device %s, %d threads", family, base_dir,
              splits.classes, splits.modality, splits.sizes(), dev, torch.get_num_threads())
 
@@ -306,12 +263,13 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
                mininterval=2.0)
     for step, idx in enumerate(bar, start=1):
         model.train()
-        inputs = _to(preprocess(_select(splits.train.x, idx)), dev)
+        inputs = to_device(preprocess(select(splits.train.x, idx)), dev)
         target = torch.as_tensor(splits.train.y[idx], device=dev)
         memory.start()
         t_step = _clock(dev)
         loss = task_loss(logits_of(model, inputs), target, splits.task_type)
-        objective = loss if prepared.regularizer is None else loss + prepared.regularizer()  # AdaLoRA's penalty
+        term = adapted.loss_term()  # AdaLoRA's orthogonality penalty; None for most methods
+        objective = loss if term is None else loss + term
         if not torch.isfinite(objective):
             raise FloatingPointError(f"loss is {objective.item()} at step {step}: lower lr (now {lr})")
         optimizer.zero_grad(set_to_none=True)
@@ -319,8 +277,7 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
         schedule.step()
-        if prepared.after_step is not None:
-            prepared.after_step(step)  # AdaLoRA's budget allocator
+        adapted.after_step(step)  # AdaLoRA's budget allocator
         step_seconds.append(_clock(dev) - t_step)
         memory.stop()
         losses.append([step, float(loss.item())])
@@ -363,16 +320,16 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
         "seed": seed, "device": str(dev), "threads": torch.get_num_threads(),
         "sizes": splits.sizes(), "full_sizes": dict(splits.full_sizes),
         "seconds_train": seconds_train, "cpu_seconds_train": cpu_seconds_train,
-        "method": spec.to_dict(), "targets": prepared.targets, "trainable_parameters": prepared.counts["trainable"],
-        "parameter_counts": prepared.counts, "adapter_config": prepared.config, "seconds_prepare": seconds_prepare,
+        "method": method.to_dict(), "targets": adapted.targets, "trainable_parameters": adapted.counts["trainable"],
+        "parameter_counts": adapted.counts, "adapter_config": adapted.config, "seconds_prepare": seconds_prepare,
         "step_seconds_mean": float(np.mean(step_seconds)), "step_seconds_median": float(np.median(step_seconds)),
         "step_seconds_first": step_seconds[0], "peak_memory": memory.record(),
-        "versions": _versions(splits.modality, peft=spec.uses_peft),
+        "versions": _versions(splits.modality, method.libraries),
     }
     cache_stack.close()  # the whole model again, for the checks and the save
     preprocess = uncached
     model.cpu()
-    head = _select(splits.test.x, np.arange(min(N_LOGITS_RECORDED, len(splits.test))))
+    head = select(splits.test.x, np.arange(min(N_LOGITS_RECORDED, len(splits.test))))
     expected = predict_logits(model, preprocess, head, torch.device("cpu"))  # on CPU, like the reload
     metrics["test_logits_head"] = expected.tolist()  # first test examples: anyone can check a reload
     if prefix_cache is not None:  # the cached run's test logits against the whole model's
@@ -383,8 +340,8 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
                                    "fingerprint": prefix_cache.fingerprint, "max_abs_diff_vs_uncached": diff,
                                    "dropout": f"off in blocks 0..{prefix_cache.start - 1} (cached in eval mode)"}
     with atomic_dir(out_dir) as tmp:
-        metrics["adapter_files"] = methods.save_adapter(model, prepared, tmp)  # before the merge: [] for full
-        model = methods.finalize(model, spec)  # the adapter merged into the weights: a plain model
+        metrics["adapter_files"] = adapted.save(tmp)  # before the merge: [] for full
+        model = adapted.merge()  # the adapter merged into the weights: a plain model
         save_finetuned(model, preprocess, splits, base_dir, tmp)
         metrics["reload_max_abs_diff"] = _reload_check(tmp, family, splits.num_classes, head, expected)
         metrics["seconds"] = time.perf_counter() - t_start
@@ -424,9 +381,9 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def _versions(kind: str, peft: bool = False) -> dict:
+def _versions(kind: str, extra: tuple[str, ...] = ()) -> dict:
     import importlib.metadata as md
 
     libs = ["torch", "transformers", "tokenizers"] if kind == "text" else ["torch", "timm"]
-    libs += ["peft"] if peft else []
+    libs += list(extra)
     return {"python": platform.python_version(), **{lib: md.version(lib) for lib in libs}}

@@ -1,4 +1,4 @@
-"""specbasis.methods.apply and the one training loop (specbasis.training.finetune.finetune) for every finetuning method, on the
+"""specbasis.methods (parse, prepare, each method's Adapted) and the one training loop (specbasis.training.finetune.finetune) for every finetuning method, on the
 tiny BERT and the tiny separable text task of tests/test_train.py."""
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ import torch
 from safetensors.torch import load_file
 from test_train import TEXT_SETTINGS, bert_dir, bert_src, image_splits, text_splits, timm_dir  # noqa: F401 (fixtures)
 
-from specbasis.methods import apply as methods
+from specbasis import methods
+from specbasis.methods.apply import head_modules, prepare, resolve_targets
+from specbasis.methods.base import ADAPTER_DIR
+from specbasis.methods.bitfit import BITFIT_FILE
+from specbasis.methods.spectral import SPECTRAL_FILE
 from specbasis.training import finetune as train_mod
 from specbasis.models import load_classifier, prepare_pretrained
-from specbasis.training.finetune import finetune, predict_logits
+from specbasis.evaluate import predict_logits
+from specbasis.training.finetune import finetune
 
 SIX = ["attn_q", "attn_k", "attn_v", "attn_o", "ffn_in", "ffn_out"]
 EVERY = {"layers": "all", "kinds": SIX}            # the 12 Linear matrices of the 2-layer BERT
@@ -83,7 +88,7 @@ def test_every_method_lowers_the_loss_and_records_its_costs(runs, name):
     assert [s for s, _ in metrics["loss_curve"]] == list(range(1, SETTINGS["steps"] + 1))
     assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:10]), (name, losses[:10], losses[-10:])
     on_disk = json.loads((out_dir / "metrics.json").read_text())
-    assert on_disk["method"] == methods.parse_method(SPECS[name]).to_dict()
+    assert on_disk["method"] == methods.parse(SPECS[name]).to_dict()
     assert on_disk["trainable_parameters"] == on_disk["parameter_counts"]["trainable"] > 0
     assert 0 < on_disk["step_seconds_median"] and 0 < on_disk["step_seconds_mean"] < on_disk["seconds_train"]
     assert on_disk["peak_memory"]["device"] == "cpu" and on_disk["peak_memory"]["measure"]
@@ -94,7 +99,7 @@ def test_every_method_lowers_the_loss_and_records_its_costs(runs, name):
     if name != "full":
         assert on_disk["trainable_parameters"] < on_disk["parameter_counts"]["base"] / 2
         assert on_disk["adapter_files"] and all(f.startswith("adapter/") for f in on_disk["adapter_files"])
-    if methods.parse_method(SPECS[name]).targets is not None:  # every method adapted the same 12 matrices
+    if methods.parse(SPECS[name]).targets is not None:  # every method adapted the same 12 matrices
         assert on_disk["targets"] == runs["spectral"][0]["targets"] and len(on_disk["targets"]) == 12
 
 
@@ -167,13 +172,13 @@ def test_adapter_file_applied_to_the_pretrained_model_gives_the_saved_model(runs
     metrics, out_dir = runs[name]
     torch.manual_seed(1)  # the fresh head is overwritten by the adapter file's
     model, preprocess = load_classifier(scaled_dir, "bert", 2, max_length=SETTINGS["max_length"])
-    folder = out_dir / methods.ADAPTER_DIR
+    folder = out_dir / ADAPTER_DIR
     if name == "spectral":
-        from specbasis.methods.spectral import load_spectral
+        from specbasis.methods.spectral_adapter import load_spectral
 
-        load_spectral(model, folder / methods.SPECTRAL_FILE)
+        load_spectral(model, folder / SPECTRAL_FILE)
     elif name == "bitfit":
-        state = load_file(folder / methods.BITFIT_FILE)
+        state = load_file(folder / BITFIT_FILE)
         trained = {n for n, _ in model.named_parameters() if n.endswith(".bias") or n.startswith("classifier.")}
         assert set(state) == trained
         model.load_state_dict(state, strict=False)
@@ -207,7 +212,8 @@ def test_trainable_parameter_counts_are_exact(bert_dir, spec, expected):
     torch.manual_seed(0)
     model, _ = load_classifier(bert_dir, "bert", 2)
     base = sum(p.numel() for p in model.parameters())
-    model, info = methods.prepare(model, spec, "bert", total_steps=10)
+    info = prepare(model, spec, "bert", total_steps=10)
+    model = info.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == info.counts["trainable"] == expected
     assert info.counts["head"] == HEAD and info.counts["base"] == base
@@ -216,19 +222,19 @@ def test_trainable_parameter_counts_are_exact(bert_dir, spec, expected):
 
 def test_targets_are_one_list_of_module_names_for_every_method(bert_dir):
     model, _ = load_classifier(bert_dir, "bert", 2)
-    by_ids = methods.resolve_targets(model, {"layers": [-1], "kinds": ["ffn_in", "ffn_out"]}, "bert")
+    by_ids = resolve_targets(model, {"layers": [-1], "kinds": ["ffn_in", "ffn_out"]}, "bert")
     assert by_ids == {"bert.encoder.layer.1.intermediate.dense": "01.ffn_in",
                       "bert.encoder.layer.1.output.dense": "01.ffn_out"}
-    every = methods.resolve_targets(model, EVERY, "bert")
+    every = resolve_targets(model, EVERY, "bert")
     assert len(every) == 12 and set(every.values()) == {f"0{i}.{kd}" for i in range(2) for kd in SIX}
-    assert methods.head_modules(model) == ["classifier"]
+    assert head_modules(model) == ["classifier"]
 
 
 def test_a_spec_round_trips_through_its_dict():
     for spec in SPECS.values():
-        parsed = methods.parse_method(spec)
-        assert methods.parse_method(parsed.to_dict()) == parsed
-    assert methods.parse_method({"method": "lora", "targets": EVERY}).settings == \
+        parsed = methods.parse(spec)
+        assert methods.parse(parsed.to_dict()) == parsed
+    assert methods.parse({"method": "lora", "targets": EVERY}).settings == \
         {"r": 8, "alpha": None, "dropout": 0.0, "init": "kaiming"}
 
 
@@ -347,7 +353,7 @@ def test_spectral_factors_come_from_an_svd_store_when_it_holds_enough_vectors(sc
     from specbasis.svd import StoredSVDs, write_svd_matrices
 
     model, _ = load_classifier(scaled_dir, "bert", 2)
-    targets = methods.resolve_targets(model, LAST_FFN, "bert")
+    targets = resolve_targets(model, LAST_FFN, "bert")
     mats = {key: model.get_submodule(name).weight.detach().numpy() for name, key in targets.items()}
     write_svd_matrices(mats, tmp_path / "svd.h5", device="cpu")
     spec = {"method": "spectral", "k": 0, "m": 8, "targets": LAST_FFN}

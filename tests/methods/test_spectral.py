@@ -1,4 +1,4 @@
-"""The spectral adapter (specbasis.methods.spectral) on tiny BERTs: exact no-op at init, merge, block structure,
+"""The spectral adapter (specbasis.methods.spectral_adapter) on tiny BERTs: exact no-op at init, merge, block structure,
 reload in a fresh process, parameter counts, a short training run, and every bad input with its message."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
 from specbasis.io.namemaps import map_names
-from specbasis.methods.spectral import (SpectralConfig, SpectralLinear, apply_spectral, choose_path, crossover_tokens,
+from specbasis.methods.spectral_adapter import (SpectralConfig, SpectralLinear, apply_spectral, choose_path, crossover_tokens,
                                 load_spectral, merge_all, merge_and_unload, print_trainable_parameters, save_spectral,
                                 spectral_layers, spectral_parameter_counts, spectral_state_dict, svd_block, unmerge_all)
 
@@ -177,7 +177,7 @@ def test_training_lowers_the_loss_on_a_separable_task():
 RELOAD = """
 import sys, torch
 from transformers import BertForSequenceClassification
-from specbasis.methods.spectral import load_spectral
+from specbasis.methods.spectral_adapter import load_spectral
 base, adapter, inputs, out = sys.argv[1:]
 model = BertForSequenceClassification.from_pretrained(base).eval()
 load_spectral(model, adapter)

@@ -26,7 +26,8 @@ from specbasis import glue_metrics
 from specbasis.config import ConfigError, validate_config
 from specbasis.data import GLUE_TASKS, Part, Splits, load_splits, load_test
 from specbasis.models import REGRESSION_LABEL, load_classifier
-from specbasis.training.finetune import finetune, predict_logits
+from specbasis.evaluate import predict_logits
+from specbasis.training.finetune import finetune
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD, BAD = CLASS_WORDS  # the tiny BERT's vocabulary: words of the two sentiments, and neutral words

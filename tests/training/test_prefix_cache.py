@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_train import TEXT_SETTINGS, bert_src, text_splits  # noqa: F401 (fixtures)
 
-from specbasis.methods import apply as methods
+from specbasis import methods
 from specbasis.models import load_classifier, logits_of, prepare_pretrained
 from specbasis.training.prefix_cache import PrefixCache, build
 from specbasis.training.finetune import finetune
@@ -103,4 +103,4 @@ def test_a_method_that_trains_before_the_cache_is_refused(nodrop_dir, tmp_path):
     assert not (tmp_path / "m").exists()
     with pytest.raises(ValueError, match="trains"):
         finetune(nodrop_dir, "bert", text_splits(), tmp_path / "f", **SETTINGS, method=None, prefix_cache=cache)
-    assert methods.parse_method(every).method == "spectral"
+    assert methods.parse(every).name == "spectral"

@@ -16,7 +16,8 @@ from specbasis.training import finetune as train_mod
 from specbasis.data import Part, Splits
 from specbasis.models import (load_classifier, map_lukemelas_to_timm, prepare_pretrained, save_weights,
                               timm_config)
-from specbasis.training.finetune import finetune, predict_logits
+from specbasis.evaluate import predict_logits
+from specbasis.training.finetune import finetune
 
 CLASS_WORDS = [["good", "great", "fine", "nice", "superb", "lovely"],
                ["bad", "awful", "poor", "dull", "weak", "ugly"]]

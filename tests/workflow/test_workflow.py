@@ -331,7 +331,7 @@ def _edited_test_accuracy(run, model, family, fmt, key_filter, edit):
 
     from specbasis.data import load_splits
     from specbasis.models import load_classifier
-    from specbasis.training.finetune import predict_logits
+    from specbasis.evaluate import predict_logits
 
     model_obj, preprocess = load_classifier(run / "results/models" / model, family, 2 if family == "bert" else 10)
     splits = load_splits(fmt, run / "resources/datasets" / ("reviews" if family == "bert" else "digits"), 0)
