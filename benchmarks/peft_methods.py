@@ -10,12 +10,12 @@ Needs results/models/minilm (`snakemake --cores 2 results/models/minilm`) and th
 (resources/datasets/rotten_tomatoes, fetched by the same workflow). Each method is the config's spec (its `lr`
 key is the optimizer's learning rate, not part of the spec), applied to its own freshly loaded classifier (2
 classes, max_length 40) by specbasis.methods.apply.prepare with total_steps = finetune.text.steps, and trained by
-its own AdamW (specbasis.training.finetune._optimizer, finetune.text's weight decay) with finetune's warm-up schedule.
+its own AdamW (specbasis.training.loop.adamw, finetune.text's weight decay) with finetune's warm-up schedule.
 
 1. Training steps at the table setting (batch 32 of real rotten_tomatoes training texts, tokenised by the
    classifier's own preprocess, max_length 40; the same batches, in the same order, for every method): a step
    is exactly specbasis.training.finetune.finetune's (forward through models.logits_of, cross-entropy, + AdaLoRA's
-   regularizer; zero_grad, backward; clip_grad_norm_ to train.GRAD_CLIP, optimizer and scheduler step,
+   regularizer; zero_grad, backward; clip_grad_norm_ to settings.GRAD_CLIP, optimizer and scheduler step,
    Adapted.after_step), with flush-denormal on as finetune sets it. Tokenisation is done beforehand and left
    out, as in finetune's step_seconds. Each method first takes 2 untimed steps (AdamW's state, lazy inits);
    then every round runs --steps-per-round steps of each method in an order that rotates round by round (this
@@ -74,7 +74,8 @@ from specbasis.methods.apply import prepare
 from specbasis.data import load_splits
 from specbasis.models import load_classifier, logits_of
 from specbasis.methods.spectral_adapter import choose_path, spectral_layers
-from specbasis.training.finetune import GRAD_CLIP, StepMemory, _optimizer, batch_order, seed_everything, warmup_linear
+from specbasis.training.loop import StepMemory, adamw, batch_order, seed_everything, warmup_linear
+from specbasis.training.settings import GRAD_CLIP
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = Path("results/models/minilm")
@@ -107,7 +108,7 @@ class Runner:
         self.prepared = prepare(model, self.spec, FAMILY, total_steps=total_steps)
         self.model = self.prepared.model
         self.seconds_prepare = time.perf_counter() - t0
-        self.optimizer = _optimizer(self.model, lr, float(text["weight_decay"]))
+        self.optimizer = adamw(self.model, lr, float(text["weight_decay"]))
         warmup = int(round(float(text["warmup_frac"]) * total_steps))
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_linear(s, total_steps, warmup))

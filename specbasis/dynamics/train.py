@@ -58,15 +58,16 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from specbasis.analysis.alignment import matched_cos, subspace_similarity
-from specbasis.device import resolve_device
 from specbasis.dynamics.mae import (FASHION_MNIST_MEAN, FASHION_MNIST_STD, LAST_FFN, MAEClassifier, MAESpec, analysed_ids,
                            as_spec, build_mae, from_mapping, mask_noise, matrices, to_pixels)
 from specbasis.io.store import atomic_dir, atomic_path
 from specbasis.svd import svd_batch
 from specbasis.io.tables import id_columns
+from specbasis.training.loop import Optimization, epoch_batches, setup_torch
+from specbasis.training.loop import progress as progress_bar
+from specbasis.training.settings import optimisation_problems
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +94,9 @@ class TrainSettings:
         problems = []
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             problems.append(f"epochs={self.epochs!r}: want an integer >= 1")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            problems.append(f"batch_size={self.batch_size!r}: want an integer >= 1")
-        if not self.lr > 0:
-            problems.append(f"lr={self.lr!r}: want > 0")
-        if not self.weight_decay >= 0:
-            problems.append(f"weight_decay={self.weight_decay!r}: want >= 0")
+        problems += optimisation_problems(self)
         if not 0 <= self.warmup_epochs < self.epochs:
             problems.append(f"warmup_epochs={self.warmup_epochs!r}: want 0 <= warmup_epochs < epochs={self.epochs}")
-        if not self.grad_clip > 0:
-            problems.append(f"grad_clip={self.grad_clip!r}: want > 0")
         if problems:
             raise ValueError("training settings: " + "; ".join(problems))
 
@@ -127,78 +121,13 @@ def shuffled_labels(labels: np.ndarray, seed: int) -> np.ndarray:
     return labels[np.random.default_rng(stream_seed(seed, "shuffle")).permutation(len(labels))]
 
 
-def cosine_lr(step: int, total: int, warmup: int) -> float:
-    """LR multiplier at `step` (0-based): linear 0 -> 1 over `warmup` steps, then cosine 1 -> 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-
-def _optimizer(model: torch.nn.Module, s: TrainSettings) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices and the patch kernel only (not biases, norms, CLS / mask tokens).
-    The fixed sin-cos position embeddings do not train (requires_grad False) and are left out."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n, p in named if p.ndim >= 2 and not n.endswith("token")]
-    rest = [p for n, p in named if not (p.ndim >= 2 and not n.endswith("token"))]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
-                              {"params": rest, "weight_decay": 0.0}], lr=s.lr, foreach=True)
-
-
-class _Trainer:
-    """Optimizer, per-step cosine schedule, optional AMP scaler and clipping around one model."""
-
-    def __init__(self, model, s: TrainSettings, steps_per_epoch: int, dev: torch.device):
-        if s.amp and dev.type != "cuda":
-            raise ValueError(f"amp (fp16 mixed precision) needs a CUDA device; this run is on {dev}: set amp: false")
-        self.model, self.s, self.dev = model, s, dev
-        self.total = s.epochs * steps_per_epoch
-        warmup = int(round(s.warmup_epochs * steps_per_epoch))
-        self.optimizer = _optimizer(model, s)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
-                                                           lambda step: cosine_lr(step, self.total, warmup))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=s.amp)
-
-    def autocast(self):
-        return torch.autocast("cuda", dtype=torch.float16) if self.s.amp else contextlib.nullcontext()
-
-    def step(self, loss: torch.Tensor, where: str) -> float:
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"loss is {value} at {where}: lower lr (now {self.s.lr}) or check the inputs")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        return value
-
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-
-
-def _batches(order: np.ndarray, batch_size: int):
-    for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
-
-
-def _setup(device: str, threads: int | None) -> torch.device:
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    if dev.type == "cpu":
-        torch.set_flush_denormal(True)  # Adam's tiny second moments as denormals cost x86 microcode (see train.py)
-    return dev
+def optimization(model, s: TrainSettings, steps_per_epoch: int, dev: torch.device) -> Optimization:
+    """The loop's Optimization for one run: AdamW, per-step cosine decay to 0 after `warmup_epochs` of linear
+    warm-up, clipping, fp16 autocast with amp; no weight decay on the CLS and mask tokens. The fixed sin-cos
+    position embeddings do not train (requires_grad False) and are left out."""
+    return Optimization(model, lr=s.lr, weight_decay=s.weight_decay, total_steps=s.epochs * steps_per_epoch,
+                        warmup_steps=int(round(s.warmup_epochs * steps_per_epoch)), schedule="cosine",
+                        grad_clip=s.grad_clip, device=dev, amp=s.amp, no_decay_suffixes=("token",))
 
 
 @torch.inference_mode()
@@ -211,7 +140,7 @@ def mae_loss(model, images: np.ndarray, seed: int, *, batch_size: int = 256, mea
     spec_size, num_patches = model.config.image_size, model.vit.embeddings.patch_embeddings.num_patches
     gen = torch.Generator().manual_seed(stream_seed(seed, "val_mask"))
     total = 0.0
-    for idx in _batches(np.arange(len(images)), batch_size):
+    for idx in epoch_batches(np.arange(len(images)), batch_size):
         x = to_pixels(images[idx], spec_size, mean, std).to(dev)
         out = model(pixel_values=x, noise=mask_noise(len(idx), num_patches, gen).to(dev))
         total += float(out.loss) * len(idx)
@@ -293,14 +222,14 @@ def pretrain(train_images: np.ndarray, val_images: np.ndarray, spec: MAESpec | M
         raise ValueError(f"pretrain needs training and validation images; got {len(train_images)} and "
                          f"{len(val_images)}")
     work_dir, out_dir = Path(work_dir), Path(out_dir)
-    dev = _setup(device, threads)
+    dev = setup_torch(device, threads)
     t_start = time.perf_counter()
     fingerprint = _fingerprint(train_images, val_images, spec, s, seed, analysed, mean, std)
 
     model = build_mae(spec, seed).to(dev)
     ids = analysed_ids(model, analysed)
     steps_per_epoch = math.ceil(len(train_images) / s.batch_size)
-    trainer = _Trainer(model, s, steps_per_epoch, dev)
+    trainer = optimization(model, s, steps_per_epoch, dev)
     order_rng = np.random.default_rng(stream_seed(seed, "order"))
     mask_gen = torch.Generator().manual_seed(stream_seed(seed, "mask"))
     state_path, snap_dir = work_dir / "state.pt", work_dir / "snapshots"
@@ -341,13 +270,13 @@ def pretrain(train_images: np.ndarray, val_images: np.ndarray, spec: MAESpec | M
     with _sigterm_exits():
         if not resumed:
             save_state()
-        bar = tqdm(range(epoch + 1, s.epochs + 1), desc=f"MAE pretrain N={len(train_images)}", unit="epoch",
-                   initial=epoch, total=s.epochs, disable=not progress)
+        bar = progress_bar(range(epoch + 1, s.epochs + 1), desc=f"MAE pretrain N={len(train_images)}", unit="epoch",
+                           initial=epoch, total=s.epochs, disable=not progress, mininterval=0.1)
         for epoch in bar:
             model.train()
             t0, total = time.perf_counter(), 0.0
             order = order_rng.permutation(len(train_images))
-            for i, idx in enumerate(_batches(order, s.batch_size)):
+            for i, idx in enumerate(epoch_batches(order, s.batch_size)):
                 noise = mask_noise(len(idx), spec.num_patches, mask_gen).to(dev)
                 with trainer.autocast():
                     loss = model(pixel_values=pix(idx), noise=noise).loss
@@ -496,7 +425,7 @@ def posttrain(checkpoint, mode: str, images: np.ndarray, labels: np.ndarray | No
         raise ValueError(f"track_every={track_every!r}: want an integer >= 1")
     s = _settings(settings)
     images = np.asarray(images)
-    dev = _setup(device, threads)
+    dev = setup_torch(device, threads)
     mae = load_mae(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else copy.deepcopy(checkpoint)
     mae = mae.cpu()
     ids = analysed_ids(mae, analysed)
@@ -516,7 +445,7 @@ def posttrain(checkpoint, mode: str, images: np.ndarray, labels: np.ndarray | No
     spec_size = mae.config.image_size
     num_patches = mae.vit.embeddings.patch_embeddings.num_patches
     steps_per_epoch = math.ceil(len(images) / s.batch_size)
-    trainer = _Trainer(model, s, steps_per_epoch, dev)
+    trainer = optimization(model, s, steps_per_epoch, dev)
     order_rng = np.random.default_rng(stream_seed(seed, "order"))
     mask_gen = torch.Generator().manual_seed(stream_seed(seed, "mask"))
     rows: list[pd.DataFrame] = []
@@ -531,10 +460,10 @@ def posttrain(checkpoint, mode: str, images: np.ndarray, labels: np.ndarray | No
 
     track(0)
     step, total = 0, s.epochs * steps_per_epoch
-    bar = tqdm(total=total, desc=f"post-train {mode}", unit="step", mininterval=2.0, disable=not progress)
+    bar = progress_bar(total=total, desc=f"post-train {mode}", unit="step", disable=not progress)
     for epoch in range(1, s.epochs + 1):
         model.train()
-        for idx in _batches(order_rng.permutation(len(images)), s.batch_size):
+        for idx in epoch_batches(order_rng.permutation(len(images)), s.batch_size):
             x = to_pixels(images[idx], spec_size, mean, std).to(dev)
             with trainer.autocast():
                 if mode == "reconstruct":

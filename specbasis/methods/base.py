@@ -148,6 +148,10 @@ class Method:
         if self.takes_peft:
             self.check_peft(self.peft)
 
+    def svd_rank(self) -> int | None:
+        """For a method that reads the SVD store: how many leading singular vectors of each matrix it needs."""
+        return None
+
     def check(self) -> None:
         """Checks across settings (each method its own)."""
 

@@ -23,6 +23,9 @@ class Spectral(Method):
         if s["k"] >= s["m"]:
             bad("m", s["m"], f"must exceed k = {s['k']}: the block [k, m) needs r = m - k ≥ 1", self.name)
 
+    def svd_rank(self) -> int:
+        return self.settings["m"]  # the block [k, m) needs the top m vectors
+
     def apply(self, model, targets, head, *, total_steps=None, factors=None) -> Adapted:
         from specbasis.methods.spectral_adapter import SpectralConfig, apply_spectral, spectral_layers
 

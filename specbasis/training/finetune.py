@@ -37,14 +37,13 @@ import contextlib
 import json
 import logging
 import platform
-import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from specbasis import glue_metrics
 from specbasis.evaluate import predict_logits, predictions, scores, select, to_device
@@ -52,39 +51,17 @@ from specbasis.evaluate import predict_logits, predictions, scores, select, to_d
 from specbasis.methods import parse as parse_method
 from specbasis.methods.apply import prepare
 from specbasis.data import Splits
-from specbasis.device import resolve_device
 from specbasis.models import (PREPROCESS_FILE, REGRESSION_LABEL, load_classifier, logits_of, save_weights,
                               timm_config)
 from specbasis.io.store import atomic_dir
+from specbasis.training.loop import (Optimization, StepMemory, batch_order, clock, progress, seed_everything,
+                                     setup_torch)
+from specbasis.training.settings import FinetuneSettings
 
 log = logging.getLogger(__name__)
 
-GRAD_CLIP = 1.0  # max global grad norm: keeps the first steps of a fresh head from wrecking the backbone
 RELOAD_ATOL = 1e-4  # saved-and-reloaded logits must match the trained model's to this
 N_LOGITS_RECORDED = 8  # test examples whose final logits go into metrics.json (a reload check for anyone)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def warmup_linear(step: int, total: int, warmup: int) -> float:
-    """LR multiplier: 0 -> 1 over `warmup` steps, then 1 -> 0 linearly at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
-
-
-def batch_order(n: int, steps: int, batch_size: int, rng: np.random.Generator):
-    """Yield `steps` index batches: epochs of seeded permutations, read straight through."""
-    buffer = np.zeros(0, np.int64)
-    for _ in range(steps):
-        while len(buffer) < batch_size:
-            buffer = np.concatenate([buffer, rng.permutation(n)])
-        yield buffer[:batch_size]
-        buffer = buffer[batch_size:]
 
 
 def task_loss(logits: torch.Tensor, target: torch.Tensor, task_type: str) -> torch.Tensor:
@@ -102,75 +79,6 @@ def _metric(name: str, value: float | None) -> dict:
 
 def _finite(value: float | None) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
-
-
-def _optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, foreach=True)
-
-
-class StepMemory:
-    """Peak memory of the training steps, above what was held just before each.
-
-    CUDA: torch.cuda.max_memory_allocated after reset_peak_memory_stats (absolute, and above the allocation
-    before the step). CPU on Linux: the kernel's high-water mark of the resident set (VmHWM), reset to the
-    current RSS before each step by writing 5 to /proc/self/clear_refs, minus that RSS: exact for the
-    process, but RSS also counts what the allocator keeps after a free. Elsewhere: psutil's RSS after each
-    step, which misses peaks inside a step (said in `measure`)."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.peak, self.peak_abs, self.before = device, 0, 0, 0
-        self.kind = "cuda" if device.type == "cuda" else "cpu_hwm" if self._can_reset_hwm() else "cpu_rss"
-
-    @staticmethod
-    def _can_reset_hwm() -> bool:
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-            return StepMemory._status("VmHWM") > 0
-        except OSError:
-            return False
-
-    @staticmethod
-    def _status(key: str) -> int:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024  # kB
-        return 0
-
-    def start(self) -> None:
-        if self.kind == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.before = torch.cuda.memory_allocated(self.device)
-        elif self.kind == "cpu_hwm":
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-            self.before = self._status("VmRSS")
-        else:
-            import psutil
-
-            self.before = psutil.Process().memory_info().rss
-
-    def stop(self) -> None:
-        if self.kind == "cuda":
-            top = torch.cuda.max_memory_allocated(self.device)
-        elif self.kind == "cpu_hwm":
-            top = self._status("VmHWM")
-        else:
-            import psutil
-
-            top = psutil.Process().memory_info().rss
-        self.peak, self.peak_abs = max(self.peak, top - self.before), max(self.peak_abs, top)
-
-    def record(self) -> dict:
-        measure = {"cuda": "torch.cuda.max_memory_allocated during a training step (reset before each)",
-                   "cpu_hwm": "peak resident set (VmHWM, reset before each step via /proc/self/clear_refs)",
-                   "cpu_rss": "resident set (psutil) after each step: misses peaks inside a step"}[self.kind]
-        return {"device": self.device.type, "measure": measure, "peak_bytes": self.peak_abs,
-                "peak_above_step_start_bytes": self.peak}
 
 
 def save_finetuned(model, preprocess, splits: Splits, base_dir: Path, out: Path) -> None:
@@ -197,13 +105,11 @@ def save_finetuned(model, preprocess, splits: Splits, base_dir: Path, out: Path)
     (out / PREPROCESS_FILE).write_text(json.dumps(preprocess.describe(), indent=2) + "\n")
 
 
-def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, steps: int, batch_size: int,
-             lr: float, weight_decay: float, warmup_frac: float, max_length: int = 128, image_size: int = 64,
-             eval_every: int, seed: int, device: str = "auto", threads: int | None = None,
-             eval_step0: bool = True, eval_batch_size: int = 128, method=None,
-             prefix_cache=None, spectral_factors=None) -> dict:
+def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, settings: FinetuneSettings | None = None, *,
+             method=None, prefix_cache=None, spectral_factors=None, **keywords) -> dict:
     """Finetune the model in base_dir on `splits` by `method`; write out_dir; return the metrics.
 
+    settings: a FinetuneSettings, or its fields as keywords (steps, batch_size, lr, ...; specbasis.training.settings).
     method: a specbasis.methods.Method or its spec (None or "full": every weight trains, today's finetuning); it is
     checked before the model is loaded and applied (methods.apply.prepare) before the first step; the saved
     model has the adapter merged in (Adapted.merge), its own files in adapter/ (Adapted.save).
@@ -212,128 +118,54 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
     on test at the end (and at step 0, pretrained backbone with a fresh head, when eval_step0).
     splits.task_type picks the head and the loss: classification (cross-entropy over num_classes
     outputs) or regression (MSE of one output). The splits are used as given: cap them in load_splits.
-    spectral_factors: for method spectral, precomputed SVDs of the pretrained weights by matrix id (e.g.
-    specbasis.svd.StoredSVDs of the workflow's results/svd store; methods.apply.prepare).
-    prefix_cache: a specbasis.training.prefix_cache.PrefixCache of the texts' hidden states before block `start` (built
-    from the same base model and tokenisation): training and evaluation run blocks start.. only (the method
+    spectral_factors: for a method that reads the SVD store, precomputed SVDs of the pretrained weights by matrix
+    id (e.g. specbasis.svd.StoredSVDs of the workflow's results/svd store; methods.apply.prepare).
+    prefix_cache: a specbasis.training.prefix_cache.PrefixCache of the texts' hidden states before block `start`
+    (built from the same base model and tokenisation): training and evaluation run blocks start.. only (the method
     must train nothing before them; dropout is off in the cached blocks); the saved model is the whole model,
     and its test logits must match the cached run's (metrics.json `prefix_cache`).
     """
     t_start = time.perf_counter()
+    s = (settings or FinetuneSettings.from_mapping(keywords)).for_train_split(len(splits.train))
+    if settings is not None and keywords:
+        raise TypeError(f"finetune: give settings or their keywords, not both ({', '.join(keywords)})")
     method = parse_method(method)  # a bad method fails before anything is loaded
-    metric = glue_metrics.metric_name(splits.task)  # the main metric: val_curve's, test_metric's
-    if steps < 1 or batch_size < 1 or lr <= 0 or not 0 <= warmup_frac <= 1 or eval_every < 1:
-        raise ValueError(f"bad settings: steps={steps}, batch_size={batch_size}, lr={lr}, "
-                         f"warmup_frac={warmup_frac}, eval_every={eval_every}")
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    if dev.type == "cpu":
-        # Adam's second moments and small gradients underflow into denormal floats, which x86 CPUs
-        # handle in microcode: measured here, an EfficientNet step went from 0.35 s to over 3 s.
-        torch.set_flush_denormal(True)
-    seed_everything(seed)  # before building the model: the fresh head's init is seeded too
-    model, preprocess = load_classifier(base_dir, family, splits.num_classes, image_size=image_size,
-                                        max_length=max_length)
+    dev = setup_torch(s.device, s.threads)
+    seed_everything(s.seed)  # before building the model: the fresh head's init is seeded too
+    model, preprocess = load_classifier(base_dir, family, splits.num_classes, image_size=s.image_size,
+                                        max_length=s.max_length)
     model.to(dev)
     t_prepare = time.perf_counter()
-    adapted = prepare(model, method, family, total_steps=steps, factors=spectral_factors)  # full: the model as it is
-    model = adapted.model
+    adapted = prepare(model, method, family, total_steps=s.steps, factors=spectral_factors)  # full: the model as is
     seconds_prepare = time.perf_counter() - t_prepare
-    uncached = preprocess
-    cache_stack = contextlib.ExitStack()  # a prefix cache (fig5's sweeps): the model runs the blocks after it only
-    if prefix_cache is not None:
-        _check_prefix_frozen(model, prefix_cache.start)
-        preprocess = cache_stack.enter_context(prefix_cache.attached(model, preprocess))
+    model = adapted.model
     log.info("method %s: %d trainable parameters of %d (head %d)", method.name, adapted.counts["trainable"],
              adapted.counts["base"], adapted.counts["head"])
     log.info("finetune %s from %s on %s (%s): %s examples, device %s, %d threads", family, base_dir,
              splits.classes, splits.modality, splits.sizes(), dev, torch.get_num_threads())
 
-    step0 = scores(model, preprocess, splits, splits.test, dev, eval_batch_size) if eval_step0 else None
-    optimizer = _optimizer(model, lr, weight_decay)
-    warmup = int(round(warmup_frac * steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_linear(s, steps, warmup))
-
-    rng = np.random.default_rng(seed)
-    losses, val_curve, step_seconds = [], [], []
-    memory = StepMemory(dev)
-    t_train, cpu_train = time.perf_counter(), time.process_time()
-    bar = tqdm(batch_order(len(splits.train), steps, batch_size, rng), total=steps, desc=f"finetune {family}",
-               mininterval=2.0)
-    for step, idx in enumerate(bar, start=1):
-        model.train()
-        inputs = to_device(preprocess(select(splits.train.x, idx)), dev)
-        target = torch.as_tensor(splits.train.y[idx], device=dev)
-        memory.start()
-        t_step = _clock(dev)
-        loss = task_loss(logits_of(model, inputs), target, splits.task_type)
-        term = adapted.loss_term()  # AdaLoRA's orthogonality penalty; None for most methods
-        objective = loss if term is None else loss + term
-        if not torch.isfinite(objective):
-            raise FloatingPointError(f"loss is {objective.item()} at step {step}: lower lr (now {lr})")
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        optimizer.step()
-        schedule.step()
-        adapted.after_step(step)  # AdaLoRA's budget allocator
-        step_seconds.append(_clock(dev) - t_step)
-        memory.stop()
-        losses.append([step, float(loss.item())])
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        if step % eval_every == 0 and step < steps:
-            value = scores(model, preprocess, splits, splits.val, dev, eval_batch_size)[metric]
-            val_curve.append([step, _finite(value)])
-            log.info("step %d: loss %.4f, val %s %.4f", step, loss.item(), metric, value)
-    bar.close()
-    seconds_train = time.perf_counter() - t_train
-    cpu_seconds_train = time.process_time() - cpu_train  # summed over threads; wall time is inflated by other load
-
-    val_scores = scores(model, preprocess, splits, splits.val, dev, eval_batch_size)
-    val_curve.append([steps, _finite(val_scores[metric])])
-    test_logits = predict_logits(model, preprocess, splits.test.x, dev, eval_batch_size)
-    test_scores = glue_metrics.score(splits.task, splits.test.y, predictions(test_logits, splits.task_type))
-    if splits.task_type == "classification":
-        # every classification task's metrics include accuracy (glue_metrics.TASK_METRICS)
-        test_acc = float((test_logits.argmax(1).numpy() == splits.test.y).mean())
-        counts = np.bincount(splits.test.y, minlength=splits.num_classes)
-        accuracies = {"test_accuracy": test_acc, "val_accuracy": val_scores["accuracy"],
-                      "step0_test_accuracy": None if step0 is None else step0["accuracy"],
-                      "chance_accuracy": 1.0 / splits.num_classes,
-                      "majority_accuracy": float(counts.max() / max(1, counts.sum()))}  # always the commonest class
-    else:
-        accuracies = {}
-    metrics = {
-        "family": family, "base_dir": str(base_dir), "modality": splits.modality,
-        "task_type": splits.task_type, "task": splits.task,
-        "classes": list(splits.classes), "num_classes": splits.num_classes,
-        **accuracies,
-        "test_metric": _metric(metric, test_scores[metric]), "val_metric": _metric(metric, val_scores[metric]),
-        "step0_test_metric": None if step0 is None else _metric(metric, step0[metric]),
-        "test_scores": {k: _finite(v) for k, v in test_scores.items()},
-        "val_scores": {k: _finite(v) for k, v in val_scores.items()},
-        "loss_curve": losses, "val_curve": val_curve,
-        "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-        "warmup_frac": warmup_frac, "warmup_steps": warmup, "grad_clip": GRAD_CLIP, "eval_every": eval_every,
-        **({"max_length": max_length} if splits.modality == "text" else {"image_size": image_size}),
-        "seed": seed, "device": str(dev), "threads": torch.get_num_threads(),
-        "sizes": splits.sizes(), "full_sizes": dict(splits.full_sizes),
-        "seconds_train": seconds_train, "cpu_seconds_train": cpu_seconds_train,
-        "method": method.to_dict(), "targets": adapted.targets, "trainable_parameters": adapted.counts["trainable"],
-        "parameter_counts": adapted.counts, "adapter_config": adapted.config, "seconds_prepare": seconds_prepare,
-        "step_seconds_mean": float(np.mean(step_seconds)), "step_seconds_median": float(np.median(step_seconds)),
-        "step_seconds_first": step_seconds[0], "peak_memory": memory.record(),
-        "versions": _versions(splits.modality, method.libraries),
-    }
-    cache_stack.close()  # the whole model again, for the checks and the save
-    preprocess = uncached
-    model.cpu()
+    with contextlib.ExitStack() as cached:  # a prefix cache (fig5's sweeps): the model runs the blocks after it only
+        run_preprocess = preprocess
+        if prefix_cache is not None:
+            _check_prefix_frozen(model, prefix_cache.start)
+            run_preprocess = cached.enter_context(prefix_cache.attached(model, preprocess))
+        step0 = scores(model, run_preprocess, splits, splits.test, dev, s.eval_batch_size) if s.eval_step0 else None
+        run = train_steps(adapted, run_preprocess, splits, s, dev, desc=f"finetune {family}")
+        result = evaluate_run(model, run_preprocess, splits, s, dev, step0)
+        run.val_curve.append(result.final_val)
+        metrics = {"family": family, "base_dir": str(base_dir), **result.record, **run.record(s, splits.modality),
+                   "seed": s.seed, "device": str(dev), "threads": torch.get_num_threads(),
+                   "sizes": splits.sizes(), "full_sizes": dict(splits.full_sizes), **run.timing(),
+                   "method": method.to_dict(), "targets": adapted.targets,
+                   "trainable_parameters": adapted.counts["trainable"], "parameter_counts": adapted.counts,
+                   "adapter_config": adapted.config, "seconds_prepare": seconds_prepare, **run.step_timing(),
+                   "versions": _versions(splits.modality, method.libraries)}
+    model.cpu()  # the whole model again, for the checks and the save
     head = select(splits.test.x, np.arange(min(N_LOGITS_RECORDED, len(splits.test))))
     expected = predict_logits(model, preprocess, head, torch.device("cpu"))  # on CPU, like the reload
     metrics["test_logits_head"] = expected.tolist()  # first test examples: anyone can check a reload
     if prefix_cache is not None:  # the cached run's test logits against the whole model's
-        diff = float((test_logits[:len(expected)] - expected).abs().max()) if len(expected) else 0.0
+        diff = float((result.test_logits[:len(expected)] - expected).abs().max()) if len(expected) else 0.0
         if not diff <= RELOAD_ATOL:
             raise AssertionError(f"the prefix cache's logits differ from the whole model's by {diff:.3g}")
         metrics["prefix_cache"] = {"start": prefix_cache.start, "texts": len(prefix_cache),
@@ -346,9 +178,113 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, *, step
         metrics["reload_max_abs_diff"] = _reload_check(tmp, family, splits.num_classes, head, expected)
         metrics["seconds"] = time.perf_counter() - t_start
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    log.info("test %s %.4f (step 0: %s) in %.0f s -> %s", metric, test_scores[metric],
-             None if step0 is None else step0[metric], metrics["seconds"], out_dir)
+    log.info("test %s %.4f (step 0: %s) in %.0f s -> %s", result.metric, result.test_scores[result.metric],
+             None if step0 is None else step0[result.metric], metrics["seconds"], out_dir)
     return metrics
+
+
+@dataclass
+class Run:
+    """What the training steps recorded."""
+
+    losses: list            # [step, task loss] (AdaLoRA's penalty left out)
+    val_curve: list         # [step, val metric] every eval_every steps
+    step_seconds: list      # per optimizer step: forward, backward, clipping, optimizer and schedule, after_step
+    memory: StepMemory
+    seconds_train: float
+    cpu_seconds_train: float  # summed over threads; wall time is inflated by other load
+    warmup_steps: int
+
+    def record(self, s: FinetuneSettings, modality: str) -> dict:
+        return {"loss_curve": self.losses, "val_curve": self.val_curve,
+                "steps": s.steps, "batch_size": s.batch_size, "lr": s.lr, "weight_decay": s.weight_decay,
+                "warmup_frac": s.warmup_frac, "warmup_steps": self.warmup_steps, "grad_clip": s.grad_clip,
+                "eval_every": s.eval_every,
+                **({"max_length": s.max_length} if modality == "text" else {"image_size": s.image_size})}
+
+    def timing(self) -> dict:
+        return {"seconds_train": self.seconds_train, "cpu_seconds_train": self.cpu_seconds_train}
+
+    def step_timing(self) -> dict:
+        return {"step_seconds_mean": float(np.mean(self.step_seconds)),
+                "step_seconds_median": float(np.median(self.step_seconds)),
+                "step_seconds_first": self.step_seconds[0], "peak_memory": self.memory.record()}
+
+
+def train_steps(adapted, preprocess, splits: Splits, s: FinetuneSettings, dev: torch.device, desc: str) -> Run:
+    """The loop: s.steps optimizer steps over seeded batches of splits.train, the val metric every eval_every
+    steps (the last step's is evaluate_run's); the method's hooks (loss_term, after_step) called, never its name."""
+    model = adapted.model
+    metric = glue_metrics.metric_name(splits.task)
+    opt = Optimization(model, lr=s.lr, weight_decay=s.weight_decay, total_steps=s.steps,
+                       warmup_steps=s.warmup_steps, schedule="linear", grad_clip=s.grad_clip, device=dev)
+    rng = np.random.default_rng(s.seed)
+    losses, val_curve, step_seconds = [], [], []
+    memory = StepMemory(dev)
+    t_train, cpu_train = time.perf_counter(), time.process_time()
+    bar = progress(batch_order(len(splits.train), s.steps, s.batch_size, rng), total=s.steps, desc=desc)
+    for step, idx in enumerate(bar, start=1):
+        model.train()
+        inputs = to_device(preprocess(select(splits.train.x, idx)), dev)
+        target = torch.as_tensor(splits.train.y[idx], device=dev)
+        memory.start()
+        t_step = clock(dev)
+        loss = task_loss(logits_of(model, inputs), target, splits.task_type)
+        term = adapted.loss_term()  # AdaLoRA's orthogonality penalty; None for most methods
+        opt.step(loss if term is None else loss + term, f"step {step}")
+        adapted.after_step(step)  # AdaLoRA's budget allocator
+        step_seconds.append(clock(dev) - t_step)
+        memory.stop()
+        losses.append([step, float(loss.item())])
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if step % s.eval_every == 0 and step < s.steps:
+            value = scores(model, preprocess, splits, splits.val, dev, s.eval_batch_size)[metric]
+            val_curve.append([step, _finite(value)])
+            log.info("step %d: loss %.4f, val %s %.4f", step, loss.item(), metric, value)
+    bar.close()
+    return Run(losses, val_curve, step_seconds, memory, time.perf_counter() - t_train,
+               time.process_time() - cpu_train, s.warmup_steps)
+
+
+@dataclass
+class Result:
+    """The trained model's scores: the fields of metrics.json they fill, and the test logits."""
+
+    metric: str
+    test_scores: dict
+    test_logits: torch.Tensor
+    record: dict            # metrics.json's fields from modality to val_scores
+    final_val: list         # [steps, val metric]: val_curve's last point
+
+
+def evaluate_run(model, preprocess, splits: Splits, s: FinetuneSettings, dev: torch.device,
+                 step0: dict | None) -> Result:
+    """The task's metrics on val and test after the last step (val's closes val_curve), and for classification the
+    accuracies beside them."""
+    metric = glue_metrics.metric_name(splits.task)  # the main metric: val_curve's, test_metric's
+    val_scores = scores(model, preprocess, splits, splits.val, dev, s.eval_batch_size)
+    test_logits = predict_logits(model, preprocess, splits.test.x, dev, s.eval_batch_size)
+    test_scores = glue_metrics.score(splits.task, splits.test.y, predictions(test_logits, splits.task_type))
+    if splits.task_type == "classification":
+        # every classification task's metrics include accuracy (glue_metrics.TASK_METRICS)
+        test_acc = float((test_logits.argmax(1).numpy() == splits.test.y).mean())
+        counts = np.bincount(splits.test.y, minlength=splits.num_classes)
+        accuracies = {"test_accuracy": test_acc, "val_accuracy": val_scores["accuracy"],
+                      "step0_test_accuracy": None if step0 is None else step0["accuracy"],
+                      "chance_accuracy": 1.0 / splits.num_classes,
+                      "majority_accuracy": float(counts.max() / max(1, counts.sum()))}  # always the commonest class
+    else:
+        accuracies = {}
+    record = {
+        "modality": splits.modality, "task_type": splits.task_type, "task": splits.task,
+        "classes": list(splits.classes), "num_classes": splits.num_classes,
+        **accuracies,
+        "test_metric": _metric(metric, test_scores[metric]), "val_metric": _metric(metric, val_scores[metric]),
+        "step0_test_metric": None if step0 is None else _metric(metric, step0[metric]),
+        "test_scores": {k: _finite(v) for k, v in test_scores.items()},
+        "val_scores": {k: _finite(v) for k, v in val_scores.items()},
+    }
+    return Result(metric, test_scores, test_logits, record, [s.steps, _finite(val_scores[metric])])
 
 
 def _check_prefix_frozen(model, start: int) -> None:
@@ -372,13 +308,6 @@ def _reload_check(folder: Path, family: str, num_classes: int, x, expected: torc
         raise AssertionError(f"{folder}: the saved model does not reproduce the trained logits "
                              f"(max abs diff {diff:.3g} > {RELOAD_ATOL})")
     return diff
-
-
-def _clock(device: torch.device) -> float:
-    """perf_counter after the device's queued work is done (CUDA runs asynchronously)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def _versions(kind: str, extra: tuple[str, ...] = ()) -> dict:

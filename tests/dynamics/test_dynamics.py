@@ -17,9 +17,10 @@ import torch
 from safetensors.torch import load_file
 
 from specbasis.analysis.alignment import random_cos
-from specbasis.dynamics.train import (MODES, POST_COLUMNS, SIM_COLUMNS, TrainSettings, cosine_lr, epoch_similarity,
+from specbasis.dynamics.train import (MODES, POST_COLUMNS, SIM_COLUMNS, TrainSettings, epoch_similarity,
                                 load_mae, posttrain, pretrain, shuffled_labels)
 from specbasis.dynamics.mae import MAESpec, matrices
+from specbasis.training.loop import warmup_cosine
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = MAESpec(image_size=16, patch_size=4, num_channels=1, hidden_size=16, num_layers=2, num_heads=2,
@@ -72,8 +73,8 @@ def test_settings_reject_bad_values(change, words):
 
 
 def test_cosine_schedule():
-    assert cosine_lr(0, 100, 0) == 1.0 and cosine_lr(50, 100, 0) == pytest.approx(0.5) and cosine_lr(100, 100, 0) == 0
-    assert [cosine_lr(s, 100, 4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert warmup_cosine(0, 100, 0) == 1.0 and warmup_cosine(50, 100, 0) == pytest.approx(0.5) and warmup_cosine(100, 100, 0) == 0
+    assert [warmup_cosine(s, 100, 4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
 
 
 def test_amp_needs_cuda(tmp_path):
