@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Create .venv with every pinned dependency, and leave `import timm` and `import transformers`
 # working on a CPU-only torch. Usage: bash setup.sh [PYTHON]   (default python3, needs >= 3.11)
+# Idempotent: a complete .venv (its stamp matches the files that define it) is left as it is; delete
+# .venv/.setup-stamp to redo the set-up anyway.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${1:-python3}
+STAMP=.venv/.setup-stamp
+KEY=$(cat requirements.txt constraints.txt pyproject.toml setup.sh | sha256sum | cut -d' ' -f1)
+if [ -x .venv/bin/python ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$KEY" ]; then
+  echo "specbasis environment up to date (.venv, $STAMP)"
+  exit 0
+fi
+rm -f "$STAMP"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
@@ -22,3 +31,4 @@ from transformers import BertModel  # noqa: F401  (fails without the guard on CP
 print(f"specbasis environment ready: torch {torch.__version__}, timm {timm.__version__}, "
       f"transformers {transformers.__version__}")
 PY
+echo "$KEY" > "$STAMP"  # last: only a set-up that got this far counts as complete

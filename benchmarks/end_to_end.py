@@ -7,7 +7,7 @@ Usage:  python benchmarks/end_to_end.py [--directory DIR] [--repeats 3] [--from-
       the metadata of every output and writes its log, as a user's rerun does. A dry run first
       makes sure there is nothing to do; if there is, (a) is skipped and the jobs it would run are
       named, so that this benchmark never changes DIR's results. Goal: <= 10 s.
-  (b) plan of the paper suite: `snakemake -n --configfile config/paper.yaml all` in this repository,
+  (b) plan of the paper suite: `snakemake -n --configfile=config/paper.yaml all` in this repository,
       offline (HF_HUB_OFFLINE=1). Goal: <= 5 s.
   (c) with --from-scratch NEW_DIR: `snakemake --cores 8 all` of the default suite (this repository's
       Snakefile and config.yaml) in NEW_DIR, which must not hold results yet. Downloads the pinned
@@ -78,7 +78,7 @@ def main(argv=None) -> None:
             print(f"no-op rerun:     skipped: {directory} has work to do, so a real run would change it:\n"
                   + (plan.stdout + plan.stderr)[-3000:])
 
-    timed("paper dry-run", ["-n", "--configfile", "config/paper.yaml", "all"], ROOT, args.repeats)
+    timed("paper dry-run", ["-n", "--configfile=config/paper.yaml", "all"], ROOT, args.repeats)
 
     if args.from_scratch:
         new = args.from_scratch.resolve()
@@ -86,7 +86,7 @@ def main(argv=None) -> None:
             sys.exit(f"{new} already holds results or resources; give a new folder for a run from scratch")
         new.mkdir(parents=True, exist_ok=True)
         seconds, proc = snakemake(["-s", str(ROOT / "Snakefile"), "--directory", str(new), "--cores", "8",
-                                   "--configfile", str(ROOT / "config.yaml"), "all"], ROOT)
+                                   f"--configfile={ROOT / 'config.yaml'}", "all"], ROOT)
         jobs = (proc.stdout + proc.stderr).count("Finished job")
         print(f"from scratch:    {seconds:7.1f} s for {jobs} jobs   (no goal set)   [default suite in {new}]")
 

@@ -68,7 +68,7 @@ def compared_outputs(config: Path) -> list[str]:
 
 def node_profile(cluster: slurm_cluster.Cluster, folder: Path) -> Path:
     """workflow/profiles/slurm fitted to the test node, as a user without GPUs would fit it: no `gpu`
-    (the README's instruction), no more CPUs than the node has, and memory such that a job per CPU fits.
+    (docs/slurm.md's instruction), no more CPUs than the node has, and memory such that a job per CPU fits.
     Everything else (executor, retries, runtimes, which rules ask for what) is the profile's own."""
     profile = yaml.safe_load(PROFILE.read_text())
     per_cpu_mb = cluster.mem_mb // cluster.cpus

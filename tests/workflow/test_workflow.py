@@ -244,7 +244,7 @@ def test_bad_config_stops_before_any_job(tmp_path):
 
 
 def test_paper_suite_plans_offline():
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/paper.yaml", "all"],
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile=config/paper.yaml", "all"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0, out.stderr[-4000:]

@@ -10,8 +10,6 @@ rule alignment:
         "logs/alignment/{pair}.log",
     params:
         max_rank=config["alignment"]["max_rank"],
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/alignment.py"
 
@@ -24,8 +22,6 @@ rule spectra:
         per_rank="results/spectra/{pair}.ranks.csv",
     log:
         "logs/spectra/{pair}.log",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/spectra.py"
 
@@ -37,8 +33,6 @@ rule energy:
         "results/energy/{model}.csv",
     log:
         "logs/energy/{model}.log",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/energy.py"
 
@@ -55,8 +49,6 @@ rule delta_svd:
         method=config["svd"]["method"],
         device=config["device"],
     threads: 8  # torch's threads; capped at --cores
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/delta_svd.py"
 
@@ -71,8 +63,6 @@ rule cumgrad:
         "logs/cumgrad/{pair}.log",
     params:
         max_rank=config["alignment"]["max_rank"],
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/cumgrad.py"
 
@@ -90,7 +80,5 @@ rule generalization:
         pairs=tested_pair_finetuned(),
         accuracy=config_accuracies(),
         alpha=config["generalization"]["alpha"],
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/generalization.py"

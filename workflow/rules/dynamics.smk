@@ -16,8 +16,6 @@ rule fetch_dynamics_dataset:
         "logs/fetch/datasets/{dyndataset}.log",
     params:
         fetch=dynamics_fetch_params,
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fetch.py"
 
@@ -34,8 +32,6 @@ rule pretrain_mae:
         settings=dynamics_pretrain_settings,
         work_dir=dynamics_work_dir,  # resumable state: not an output (Snakemake deletes outputs before a rerun)
     threads: 1  # two 1-thread jobs beat one 2-thread job on this small model
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/pretrain_mae.py"
 
@@ -50,8 +46,6 @@ rule epoch_similarity:
     params:
         max_rank=DYNAMICS["max_rank"] if DYNAMICS else None,
         scale=dynamics_scale,
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/epoch_similarity.py"
 
@@ -70,8 +64,6 @@ rule posttrain_mae:
         settings=dynamics_posttrain_settings,
         mode="{mode}",
     threads: 1
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/posttrain_mae.py"
 
@@ -88,8 +80,6 @@ rule fig4:
         "logs/figures/fig4.log",
     params:
         top=DYNAMICS["top"] if DYNAMICS else None,
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig4.py"
 
@@ -106,8 +96,6 @@ rule fig9:
     params:
         figure="fig9",
         top=DYNAMICS["top"] if DYNAMICS else None,
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig_posttrain.py"
 
@@ -124,7 +112,5 @@ rule fig21:
     params:
         figure="fig21",
         top=DYNAMICS["top"] if DYNAMICS else None,
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig_posttrain.py"

@@ -10,7 +10,5 @@ rule extract_weights:
         "logs/weights/{model}.log",
     params:
         family=model_family,
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/extract.py"

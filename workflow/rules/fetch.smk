@@ -8,8 +8,6 @@ rule fetch_model:
         "logs/fetch/models/{fetched}.log",
     params:
         fetch=model_fetch_params,
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fetch.py"
 
@@ -21,7 +19,5 @@ rule fetch_dataset:
         "logs/fetch/datasets/{dataset}.log",
     params:
         fetch=dataset_fetch_params,
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fetch.py"

@@ -11,8 +11,6 @@ rule fig2:
         png="results/fig2.png",
     log:
         "logs/figures/fig2.log",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig2.py"
 
@@ -29,8 +27,6 @@ rule fig8:
     params:
         modality=pair_modality(),
         max_rank=config["alignment"]["max_rank"],
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig8.py"
 
@@ -46,8 +42,6 @@ rule fig7:
         "logs/figures/fig7.log",
     params:
         modality=pair_modality(),
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig7.py"
 
@@ -64,8 +58,6 @@ rule fig10:
     params:
         modality=pair_modality(),
         which="vision",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig_attention.py"
 
@@ -82,8 +74,6 @@ rule fig11:
     params:
         modality=pair_modality(),
         which="language",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig_attention.py"
 
@@ -97,8 +87,6 @@ rule fig6:
         png="results/fig6.png",
     log:
         "logs/figures/fig6.log",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig6.py"
 
@@ -112,8 +100,6 @@ rule table4:
         tex="results/table4.tex",
     log:
         "logs/figures/table4.log",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/table4.py"
 
@@ -127,8 +113,6 @@ rule fig16:
         png="results/fig16.png",
     log:
         "logs/figures/fig16.log",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig16.py"
 
@@ -144,8 +128,6 @@ rule fig3:
         json="results/fig3.json",
     log:
         "logs/figures/fig3.log",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig3.py"
 
@@ -160,8 +142,6 @@ rule fig19:
         png="results/fig19.png",
     log:
         "logs/figures/fig19.log",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig19.py"
 
@@ -175,8 +155,6 @@ rule fig20:
         png="results/fig20.png",
     log:
         "logs/figures/fig20.log",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig20.py"
 
@@ -193,8 +171,6 @@ rule fig18:
         "logs/figures/fig18.log",
     params:
         alpha=config["generalization"]["alpha"],
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig18.py"
 
@@ -212,8 +188,6 @@ rule table2:
     params:
         pairs=modality_pairs("vision"),
         models=MODELS,
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/pair_table.py"
 
@@ -231,7 +205,5 @@ rule table3:
     params:
         pairs=modality_pairs("language"),
         models=MODELS,
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/pair_table.py"

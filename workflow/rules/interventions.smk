@@ -17,8 +17,6 @@ rule swap:
     params:
         settings=swap_settings,
     threads: 8  # torch's threads; capped at --cores
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/swap.py"
 
@@ -35,8 +33,6 @@ rule mask:
     params:
         settings=mask_settings,
     threads: 8  # torch's threads; capped at --cores
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/mask.py"
 
@@ -53,8 +49,6 @@ rule fig12:
     params:
         group="ffn",
         sources=["pretrained", "random", "random_orthogonal", "zero"],
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig_swap.py"
 
@@ -71,8 +65,6 @@ rule fig13:
     params:
         group="ffn",
         sources=["cross"],
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig_swap.py"
 
@@ -89,8 +81,6 @@ rule fig14:
     params:
         group="attn",
         sources=["pretrained", "random", "random_orthogonal", "zero"],
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig_swap.py"
 
@@ -107,8 +97,6 @@ rule fig15:
     params:
         group="attn",
         sources=["cross"],
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig_swap.py"
 
@@ -122,7 +110,5 @@ rule fig17:
         png="results/fig17.png",
     log:
         "logs/figures/fig17.log",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig17.py"

@@ -17,8 +17,6 @@ rule prefix_cache:
     params:
         settings=prefix_cache_settings,
     threads: 8
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/prefix_cache.py"
 
@@ -36,8 +34,6 @@ rule table1:
         cells=peft_table_cells(),
         columns=peft_task_columns() if PEFT else {},
         paper=PEFT.get("paper_rows", False) if PEFT else False,
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/table1.py"
 
@@ -52,8 +48,6 @@ rule table5:
     params:
         settings=peft_grid.table5_settings(config) if PEFT else {},
         columns=peft_task_columns() if PEFT else {},
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/table5.py"
 
@@ -67,8 +61,6 @@ rule peft_sweep_table:
         "logs/peft/fig5.log",
     params:
         points=peft_sweep_points(),
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/peft_sweep_table.py"
 
@@ -86,7 +78,5 @@ rule fig5:
     params:
         cells=peft_reference_cells(),
         task=PEFT["sweeps"]["task"] if PEFT and PEFT.get("sweeps") else "",
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/fig5.py"

@@ -13,7 +13,5 @@ rule svd:
         method=config["svd"]["method"],
         device=config["device"],
     threads: 8  # torch's threads; capped at --cores, so on a laptop these run one at a time
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/svd.py"

@@ -11,8 +11,6 @@ rule prepare_model:
     params:
         family=fetched_family,
         format=fetched_format,
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/prepare_model.py"
 
@@ -30,7 +28,5 @@ rule finetune:
     params:
         settings=finetune_settings,
     threads: 8  # torch's threads; capped at --cores, so on a laptop these run one at a time
-    conda:
-        "../../envs/specbasis.yaml"
     script:
         "../scripts/finetune.py"
