@@ -16,7 +16,7 @@ CHECK = r'''
 import importlib.metadata as md, importlib.util, sys
 import torch
 from transformers import BertConfig, BertForSequenceClassification
-from specbasis.methods.spectral import (SpectralConfig, apply_spectral, merge_and_unload, save_spectral,
+from specbasis.methods.spectral_adapter import (SpectralConfig, apply_spectral, merge_and_unload, save_spectral,
                                         load_spectral, spectral_parameter_counts)
 
 assert importlib.util.find_spec("torchvision") is None, "torchvision got installed: it is no dependency"
