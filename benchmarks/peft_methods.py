@@ -20,8 +20,8 @@ its own AdamW (specbasis.training.loop.adamw, finetune.text's weight decay) with
    out, as in finetune's step_seconds. Each method first takes 2 untimed steps (AdamW's state, lazy inits);
    then every round runs --steps-per-round steps of each method in an order that rotates round by round (this
    machine's speed drifts by tens of percent, and other work on it only ever adds time). Printed per method:
-   the median and the best step, the ratios of both to the spectral method's (the entry whose method is
-   `spectral`), the median forward (to the loss), backward (zero_grad + backward) and update (clipping,
+   the median and the best step, the ratios of both to the spectral method's (the row --reference
+   names, default `spectral`), the median forward (to the loss), backward (zero_grad + backward) and update (clipping,
    optimizer, scheduler, after_step) parts of the same steps, the trainable parameters, and two memory
    figures from one more step taken after the timed rounds: its peak resident set above the resident set
    before it (specbasis.training.finetune.StepMemory; glibc's free memory handed back by malloc_trim first, or memory
@@ -306,6 +306,8 @@ def main(argv=None) -> None:
     ap.add_argument("--inference-rounds", type=int, default=4, help="interleaved rounds of merged inference")
     ap.add_argument("--config", type=Path, default=ROOT / "config.yaml")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reference", default="spectral",
+                    help="the peft.methods row the ratios are taken against (default: spectral, the paper's method)")
     args = ap.parse_args(argv)
     if not (ROOT / MODEL / "config.json").is_file():
         sys.exit(f"{ROOT / MODEL} is missing: make it first with  cd {ROOT} && snakemake --cores 2 {MODEL}")
@@ -323,7 +325,7 @@ def main(argv=None) -> None:
         if unknown:
             sys.exit(f"--methods {unknown}: not in peft.methods ({', '.join(table)})")
         table = {m: table[m] for m in args.methods}
-    spectral = next((n for n, e in table.items() if e.get("method") == "spectral"), None)
+    spectral = args.reference if args.reference in table else None
     global W
     W = max(W, *map(len, table))
     n_steps = WARMUP_STEPS + args.rounds * args.steps_per_round + 1  # + the memory step

@@ -51,8 +51,11 @@ def score(metrics: dict) -> float:
 
 
 def adapter_parameters(metrics: dict) -> int:
+    """The adapter's trainable parameters (the head left out); a run that trained every parameter (full
+    finetuning) counts them all, the head too, as the paper counts Full FT."""
     counts = metrics.get("parameter_counts") or {}
-    if "adapter" in counts and (metrics.get("method") or {}).get("method", "full") != "full":
+    trained_all = counts.get("trainable") == counts.get("base")
+    if "adapter" in counts and not trained_all:
         return int(counts["adapter"])
     return int(metrics.get("trainable_parameters") or counts.get("trainable") or counts.get("base"))
 

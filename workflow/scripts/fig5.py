@@ -20,8 +20,7 @@ def main(table: str, style: str, cells: list[dict], task: str, pdf: str, png: st
     for row in summary(sweeps).itertuples():
         logging.getLogger("specbasis").info("%s %s: %.2f ± %.2f (min %.2f, max %.2f, %d seeds)", row.sweep, row.x,
                                             row.mean, row.sd, row.lo, row.hi, row.seeds)
-    full = [score(read_metrics(f"results/models/{c['model']}")) for c in cells
-            if c["task"] == task and c["method"] == "full"]
+    full = [score(read_metrics(f"results/models/{c['model']}")) for c in cells]  # plan.peft.sweep_reference's
     save(fig5(sweeps, sum(full) / len(full) if full else None, task), pdf, png)
 
 
