@@ -25,7 +25,6 @@ pretrained model are not, and raw accuracies of tasks with different chance leve
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from functools import lru_cache
@@ -37,6 +36,7 @@ import pandas as pd
 from scipy.stats import false_discovery_control, permutation_test, rankdata
 
 from specbasis.io.namemaps import FFN_KINDS
+from specbasis.io.metrics import FinetuneMetrics
 from specbasis.io.tables import base_kind, layer_order
 
 DEPTH_BINS = ("early", "middle", "late")  # thirds of relative depth
@@ -49,10 +49,10 @@ def read_test_accuracy(path: str | os.PathLike) -> tuple[str, float]:
     """(model, test_accuracy) of a finetuned model's folder results/models/<model> or its metrics.json."""
     path = Path(path)
     path = path / "metrics.json" if path.is_dir() else path
-    data = json.loads(path.read_text())
-    if "test_accuracy" not in data:
-        raise KeyError(f"{path}: no 'test_accuracy' (keys: {sorted(data)})")
-    return path.parent.name, float(data["test_accuracy"])
+    metrics = FinetuneMetrics.read(path)
+    if metrics.test_accuracy is None:
+        raise KeyError(f"{path}: no test accuracy (task_type {metrics.task_type}: a regression run has none)")
+    return path.parent.name, float(metrics.test_accuracy)
 
 
 def accuracies(pairs: Mapping[str, str], metrics: Iterable[str | os.PathLike],

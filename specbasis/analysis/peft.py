@@ -9,12 +9,10 @@ its steps above what was held before each), averaged over the tasks, every metho
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
+from specbasis.io.metrics import FinetuneMetrics
 from specbasis.plan.peft import PAPER_ROWS
 
 # The paper's Table 1 (shared/paper-tables.md): DeBERTa-v3-base on GLUE's dev sets, reported, not measured here.
@@ -39,42 +37,38 @@ MISSING = {"HAdapter (Houlsby)": "not run: peft 0.21 has no bottleneck adapters;
 MiB = 2 ** 20
 
 
-def read_metrics(folder) -> dict:
-    return json.loads((Path(folder) / "metrics.json").read_text())
+def read_metrics(folder) -> FinetuneMetrics:
+    return FinetuneMetrics.read(folder)
 
 
-def score(metrics: dict) -> float:
-    """The run's test metric in percent (accuracy where the run recorded no task metric)."""
-    metric = metrics.get("test_metric")
-    value = metric["value"] if isinstance(metric, dict) else metrics["test_accuracy"]
+def score(metrics: FinetuneMetrics) -> float:
+    """The run's test metric in percent (accuracy, or GLUE's metric of the task)."""
+    value = metrics.score
     return np.nan if value is None else 100.0 * float(value)  # None: undefined (a constant prediction's correlation)
 
 
-def adapter_parameters(metrics: dict) -> int:
+def adapter_parameters(metrics: FinetuneMetrics) -> int:
     """The adapter's trainable parameters (the head left out); a run that trained every parameter (full
     finetuning) counts them all, the head too, as the paper counts Full FT."""
-    counts = metrics.get("parameter_counts") or {}
-    trained_all = counts.get("trainable") == counts.get("base")
-    if "adapter" in counts and not trained_all:
-        return int(counts["adapter"])
-    return int(metrics.get("trainable_parameters") or counts.get("trainable") or counts.get("base"))
+    counts = metrics.parameter_counts
+    return int(counts["trainable"] if metrics.trained_every_parameter else counts["adapter"])
 
 
-def _run_fields(m: dict) -> dict:
+def _run_fields(m: FinetuneMetrics) -> dict:
     """What table1 and fig5 both read from a run's metrics.json."""
-    return {"score": score(m), "metric": (m.get("test_metric") or {}).get("name", "accuracy"),
-            "parameters": adapter_parameters(m), "step_seconds": m.get("step_seconds_median")}
+    return {"score": score(m), "metric": m.test_metric["name"], "parameters": adapter_parameters(m),
+            "step_seconds": m.step_seconds_median}
 
 
-def run_rows(cells: list[dict], metrics: dict[str, dict]) -> pd.DataFrame:
+def run_rows(cells: list[dict], metrics: dict[str, FinetuneMetrics]) -> pd.DataFrame:
     """One row per table1 run: task, method, seed, model, score, parameters, step seconds, peak memory."""
     rows = []
     for cell in cells:
         m = metrics[cell["model"]]
-        peak = m.get("peak_memory") or {}
-        rows.append({**cell, **_run_fields(m), "head_parameters": (m.get("parameter_counts") or {}).get("head"),
-                     "peak_step_mib": peak.get("peak_above_step_start_bytes", np.nan) / MiB,
-                     "peak_mib": peak.get("peak_bytes", np.nan) / MiB, "device": peak.get("device")})
+        peak = m.peak_memory
+        rows.append({**cell, **_run_fields(m), "head_parameters": m.parameter_counts["head"],
+                     "peak_step_mib": peak["peak_above_step_start_bytes"] / MiB, "peak_mib": peak["peak_bytes"] / MiB,
+                     "device": peak["device"]})
     return pd.DataFrame(rows)
 
 
@@ -157,11 +151,11 @@ SWEEP_COLUMNS = ["sweep", "x", "seed", "k", "m", "layers", "model", "score", "me
                  "step_seconds", "seconds", "prefix_cache_start"]
 
 
-def sweep_table(points: list[dict], metrics: dict[str, dict]) -> pd.DataFrame:
+def sweep_table(points: list[dict], metrics: dict[str, FinetuneMetrics]) -> pd.DataFrame:
     """fig5's tidy table: one row per (panel, point, seed)."""
     rows = []
     for p in points:
         m = metrics[p["model"]]
-        rows.append({**p, **_run_fields(m), "seconds": m.get("seconds"),
-                     "prefix_cache_start": (m.get("prefix_cache") or {}).get("start")})
+        rows.append({**p, **_run_fields(m), "seconds": m.seconds,
+                     "prefix_cache_start": None if m.prefix_cache is None else m.prefix_cache["start"]})
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)

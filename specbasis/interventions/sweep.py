@@ -40,6 +40,7 @@ from specbasis.interventions.edits import (DONOR_HOWS, HOWS, ORDERS, LowRank, ed
                                      mask_group)
 from specbasis.svd import SVD
 from specbasis.interventions.writeback import LiveMatrices
+from specbasis.io.metrics import FILE as METRICS_FILE, FinetuneMetrics
 
 log = logging.getLogger(__name__)
 
@@ -223,12 +224,11 @@ def load_subject(name: str, model_dir: str | Path, data_dir: str | Path, family:
         task = {"task": split["task"]} if split.get("task") else {}  # a GLUE finetune
         splits = load_splits(split["format"], Path(data_dir), split["seed"], **task, max_train=split.get("max_train"),
                              max_eval=split.get("max_eval"))
-        metrics_path = Path(model_dir) / "metrics.json"
-        if metrics_path.is_file():
-            trained = json.loads(metrics_path.read_text())
-            if trained.get("num_classes") != splits.num_classes or trained.get("sizes", {}).get("test") != len(splits.test):
-                raise ValueError(f"model {name}: its finetune saw {trained.get('num_classes')} classes and "
-                                 f"{trained.get('sizes', {}).get('test')} test examples, the split made here has "
+        if (Path(model_dir) / METRICS_FILE).is_file():
+            trained = FinetuneMetrics.read(model_dir)
+            if trained.num_classes != splits.num_classes or trained.sizes.get("test") != len(splits.test):
+                raise ValueError(f"model {name}: its finetune saw {trained.num_classes} classes and "
+                                 f"{trained.sizes.get('test')} test examples, the split made here has "
                                  f"{splits.num_classes} and {len(splits.test)}: the split settings differ from the "
                                  f"finetune's (seed, max_train, max_eval)")
         model, preprocess = load_classifier(Path(model_dir), family, splits.num_classes)

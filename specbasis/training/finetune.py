@@ -53,6 +53,7 @@ from specbasis.methods.apply import prepare
 from specbasis.data import Splits
 from specbasis.models import (PREPROCESS_FILE, REGRESSION_LABEL, load_classifier, logits_of, save_weights,
                               timm_config)
+from specbasis.io.metrics import FinetuneMetrics
 from specbasis.io.store import atomic_dir
 from specbasis.training.loop import (Optimization, StepMemory, batch_order, clock, progress, seed_everything,
                                      setup_torch)
@@ -177,10 +178,11 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, setting
         save_finetuned(model, preprocess, splits, base_dir, tmp)
         metrics["reload_max_abs_diff"] = _reload_check(tmp, family, splits.num_classes, head, expected)
         metrics["seconds"] = time.perf_counter() - t_start
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        record = FinetuneMetrics.from_dict(metrics, "finetune")  # the one typed record of metrics.json
+        record.write(tmp)
     log.info("test %s %.4f (step 0: %s) in %.0f s -> %s", result.metric, result.test_scores[result.metric],
-             None if step0 is None else step0[result.metric], metrics["seconds"], out_dir)
-    return metrics
+             None if step0 is None else step0[result.metric], record.seconds, out_dir)
+    return record.to_dict()
 
 
 @dataclass

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from fake_metrics import fake_metrics
 from scipy.stats import spearmanr
 
 from specbasis.figures.generalization import fig18
@@ -74,7 +75,7 @@ def test_untestable_cells_give_nan_and_say_why(x, y, reason):
 def test_metrics_json_gives_test_accuracy(tmp_path):
     for model, acc in (("m-rt", 0.8), ("m-party", 0.6)):
         (tmp_path / model).mkdir()
-        (tmp_path / model / "metrics.json").write_text(json.dumps({"test_accuracy": acc, "chance_accuracy": 0.5}))
+        fake_metrics(test_accuracy=acc).write(tmp_path / model)
     paths = [tmp_path / "m-rt" / "metrics.json", str(tmp_path / "m-party" / "metrics.json")]
     assert accuracies({"rt": "m-rt", "party": "m-party"}, paths, {"m-rt": None, "m-party": 0.1}) == {
         "rt": 0.8, "party": 0.6}  # measured wins over configured

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fake_metrics import fake_metrics
 from test_config import _break
 
 from specbasis.plan import peft as peft_grid
@@ -143,13 +144,12 @@ def test_no_peft_section_no_runs(default):
 # ------------------------------------------------------------------------------------------- results
 
 def _metrics(acc, method="spectral", adapter=100, trainable=110, step=0.1, peak=2 * 2 ** 20, metric=None):
-    m = {"test_accuracy": acc, "method": {"method": method}, "trainable_parameters": trainable,
-         "parameter_counts": {"trainable": trainable, "adapter": adapter, "head": trainable - adapter, "base": 1000},
-         "step_seconds_median": step, "seconds": 10.0,
-         "peak_memory": {"device": "cpu", "peak_bytes": 10 * 2 ** 20, "peak_above_step_start_bytes": peak}}
-    if metric:
-        m["test_metric"] = metric
-    return m
+    return fake_metrics(test_accuracy=acc, method={"method": method}, trainable_parameters=trainable,
+                        parameter_counts={"trainable": trainable, "adapter": adapter, "head": trainable - adapter,
+                                          "base": 1000},
+                        step_seconds_median=step, seconds=10.0,
+                        peak_memory={"device": "cpu", "peak_bytes": 10 * 2 ** 20, "peak_above_step_start_bytes": peak},
+                        **({"test_metric": metric} if metric else {}))
 
 
 def test_table1_means_seeds_and_tasks_and_counts_adapters_without_the_head():
@@ -158,7 +158,7 @@ def test_table1_means_seeds_and_tasks_and_counts_adapters_without_the_head():
     metrics = {c["model"]: _metrics(0.5 + 0.1 * (c["task"] == "b") + 0.02 * c["seed"], c["method"],
                                     adapter=900 if c["method"] == "full" else 100,
                                     trainable=1000 if c["method"] == "full" else 110) for c in cells}
-    metrics["b-spectral-1"]["test_metric"] = {"name": "matthews", "value": 0.40}
+    metrics["b-spectral-1"].test_metric = {"name": "matthews", "value": 0.40}
     runs = peft_results.run_rows(cells, metrics)
     table = peft_results.table1(runs, {"a": "A", "b": "B"})
     spectral = table[table["method"] == "spectral"].iloc[0]

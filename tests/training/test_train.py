@@ -17,6 +17,7 @@ from specbasis.data import Part, Splits
 from specbasis.models import (load_classifier, map_lukemelas_to_timm, prepare_pretrained, save_weights,
                               timm_config)
 from specbasis.evaluate import predict_logits
+from specbasis.io.metrics import FinetuneMetrics
 from specbasis.training.finetune import finetune
 
 CLASS_WORDS = [["good", "great", "fine", "nice", "superb", "lovely"],
@@ -119,6 +120,8 @@ def test_finetune_learns_and_writes_its_metrics(finetuned, kind):
     metrics, out_dir, splits = finetuned[kind]
     on_disk = json.loads((out_dir / "metrics.json").read_text())
     assert METRIC_KEYS <= set(on_disk) and on_disk["test_accuracy"] == metrics["test_accuracy"]
+    assert list(FinetuneMetrics.read(out_dir).to_dict().items()) == list(on_disk.items())  # the record, key order too
+    assert ("max_length" in on_disk) == (kind == "text") and ("image_size" in on_disk) == (kind == "image")
     losses = [loss for _, loss in metrics["loss_curve"]]
     assert [s for s, _ in metrics["loss_curve"]] == list(range(1, 31))
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
