@@ -1,6 +1,9 @@
 # Figures and tables: one rule and one script each; the shared style file is an input of every figure.
 
 
+include: "inputs/figures.smk"
+
+
 rule fig2:
     input:
         tables=pair_tables("alignment"),
@@ -27,7 +30,7 @@ rule fig8:
     log:
         "logs/figures/fig8.log",
     params:
-        modality=pair_modality(),
+        modality=PLAN.pair_modality(),
         max_rank=config["alignment"]["max_rank"],
     conda:
         "../../envs/specbasis.yaml"
@@ -45,7 +48,7 @@ rule fig7:
     log:
         "logs/figures/fig7.log",
     params:
-        modality=pair_modality(),
+        modality=PLAN.pair_modality(),
     conda:
         "../../envs/specbasis.yaml"
     script:
@@ -62,7 +65,7 @@ rule fig10:
     log:
         "logs/figures/fig10.log",
     params:
-        modality=pair_modality(),
+        modality=PLAN.pair_modality(),
         which="vision",
     conda:
         "../../envs/specbasis.yaml"
@@ -80,7 +83,7 @@ rule fig11:
     log:
         "logs/figures/fig11.log",
     params:
-        modality=pair_modality(),
+        modality=PLAN.pair_modality(),
         which="language",
     conda:
         "../../envs/specbasis.yaml"
@@ -210,8 +213,8 @@ rule table2:
     log:
         "logs/figures/table2.log",
     params:
-        pairs=modality_pairs("vision"),
-        models=MODELS,
+        pairs=PLAN.modality_pairs("vision"),
+        models=PLAN.models,
     conda:
         "../../envs/specbasis.yaml"
     script:
@@ -229,8 +232,8 @@ rule table3:
     log:
         "logs/figures/table3.log",
     params:
-        pairs=modality_pairs("language"),
-        models=MODELS,
+        pairs=PLAN.modality_pairs("language"),
+        models=PLAN.models,
     conda:
         "../../envs/specbasis.yaml"
     script:
