@@ -32,5 +32,5 @@ include: "workflow/rules/figures.smk"
 
 rule all:
     input:
-        all_targets(),
+        PLAN.all_targets(),
     default_target: True

@@ -1,13 +1,18 @@
 """Load and validate the workflow configuration.
 
 The JSON schema (workflow/schemas/config.schema.yaml) checks keys, types, enums and ranges and
-fills defaults; `validate_config` then checks what a schema cannot say: that names refer to
-entries that exist. Every problem is reported at once, each naming its key and what is allowed.
+fills defaults; `validate_config` then runs each section's checks (SECTION_CHECKS) for what a schema
+cannot say: that names refer to entries that exist, that settings fit together. Every problem is reported
+at once, each naming its key and what is allowed.
+
+This module only loads and validates. What the workflow builds from a valid config is specbasis.plan's
+(which imports this module, never the reverse); the sections whose checks need the plan (interventions,
+finetune methods, peft) register them when specbasis.plan is imported, as the workflow does first.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jsonschema
 import yaml
@@ -91,7 +96,21 @@ def _source_problems(where: str, entry: dict) -> list[str]:
     return problems
 
 
-def _cross_checks(config: dict) -> list[str]:
+# Each section's checks beyond the schema, run in order, every problem kept: this module's own (models, datasets,
+# pairs; dynamics), then those that specbasis.plan registers when it is imported (interventions, finetune methods,
+# peft), which need the plan's view of the suite. The arrow points one way: the plan imports config, never back.
+SECTION_CHECKS: list[Callable[[dict], list[str]]] = []
+
+
+def section_check(check: Callable[[dict], list[str]]) -> Callable[[dict], list[str]]:
+    """Register check(config) -> [problem, ...] to run after the schema (a decorator; returns check unchanged)."""
+    SECTION_CHECKS.append(check)
+    return check
+
+
+@section_check
+def model_problems(config: dict) -> list[str]:
+    """`models`, `datasets` and `pairs`: each entry fetched or made, names that exist, families that fit."""
     problems = []
     models, datasets = config.get("models", {}), config.get("datasets", {})
     for name, model in models.items():
@@ -144,66 +163,20 @@ def _cross_checks(config: dict) -> list[str]:
             if len(kinds) > 1:
                 problems.append(f"pairs.{name}: pretrained and finetuned modalities differ ({', '.join(sorted(kinds))}); "
                                 f"set the same `modality:` on both models")
-    from specbasis.plan.peft import method_problems, peft_problems
-
-    return (problems + _intervention_checks(config) + dynamics_problems(config) + method_problems(config)
-            + peft_problems(config))
-
-
-def _intervention_checks(config: dict) -> list[str]:
-    """The `interventions` section: models the workflow finetunes, cross donors from the same pretrained
-    model, groups each model has, k within what the SVD stores hold."""
-    section, models = config.get("interventions", {}), config.get("models", {})
-    problems = []
-    made = [m for m, spec in models.items() if "finetune" in spec or "evaluate_on" in spec]
-    for name in section.get("models") or []:
-        if name not in models:
-            problems.append(f"interventions.models: {name!r} is not a model; models: {', '.join(models)}")
-        elif name not in made:
-            problems.append(f"interventions.models: {name!r} has no test data: an intervention re-evaluates a "
-                            f"model on its finetune's test split (`finetune:`) or, for a fetched model, on the "
-                            f"dataset its `evaluate_on:` names; models with either: {', '.join(made) or '(none)'}")
-    chosen = [m for m in intervention_models(config) if m in made]
-    for name, donor in section.get("cross", {}).items():
-        where = f"interventions.cross.{name}"
-        if name not in chosen:
-            problems.append(f"{where}: {name!r} is not a model the interventions run on (interventions.models: "
-                            f"{', '.join(chosen) or '(none)'})")
-            continue
-        if donor not in models:
-            problems.append(f"{where}: donor {donor!r} is not a model; models: {', '.join(models)}")
-        elif donor == name:
-            problems.append(f"{where}: a model cannot be its own cross donor; name another model finetuned from "
-                            f"{pretrained_of(config, name)!r}")
-        elif pretrained_of(config, donor) is None:
-            problems.append(f"{where}: cannot tell which pretrained model donor {donor!r} comes from: give it "
-                            f"`finetune:` or make it the finetuned model of a pair")
-        elif pretrained_of(config, donor) != pretrained_of(config, name):
-            problems.append(f"{where}: donor {donor!r} is finetuned from {pretrained_of(config, donor)!r}, {name!r} "
-                            f"from {pretrained_of(config, name)!r}; a cross donor must come from the same "
-                            f"pretrained model (its matrices have the same shapes and started from the same basis)")
-    for name in chosen:
-        family = models[name]["family"]
-        if not intervention_groups(config, name):
-            problems.append(f"interventions.groups: model {name!r} ({family}) has no matrices of group(s) "
-                            f"{', '.join(section['groups'])}; its family has {', '.join(FAMILY_GROUPS[family])}")
-    rank = config.get("svd", {}).get("rank", "all")
-    too_big = [k for k in section.get("k", []) if rank != "all" and k > rank]
-    if too_big:
-        problems.append(f"interventions.k: {', '.join(map(str, too_big))} exceed svd.rank = {rank}: the SVD stores "
-                        f"hold only the top {rank} vectors of each matrix; raise svd.rank (or use 'all')")
     return problems
 
 
 def validate_config(config: dict, schema: dict | None = None) -> dict:
-    """Validate `config` in place (defaults filled) and return it; raise ConfigError listing every problem."""
+    """Validate `config` in place (defaults filled) and return it; raise ConfigError listing every problem.
+
+    Runs the schema, then every registered section check (import specbasis.plan for its sections' checks)."""
     schema = schema or load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     problems = [_describe(e) for e in errors]
     if not problems:
         _fill_defaults(schema, config, schema)
-        problems = _cross_checks(config)
+        problems = [p for check in SECTION_CHECKS for p in check(config)]
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     return config
@@ -217,42 +190,6 @@ def load_config(path: Path | str) -> dict:
 def modality(family: str) -> str:
     """What a finetune feeds the model: 'image' or 'text' (picks the finetune settings)."""
     return families.family(family).sees
-
-
-def pretrained_of(config: dict, model: str) -> str | None:
-    """The pretrained model a model comes from: its `finetune.from`, else the pretrained model of the
-    one pair it is the finetuned model of (None when that is not known)."""
-    spec = config["models"].get(model, {})
-    if "finetune" in spec:
-        return spec["finetune"]["from"]
-    bases = {pair["pretrained"] for pair in config.get("pairs", {}).values()
-             if pair["finetuned"] == model and pair["pretrained"] != model}
-    return bases.pop() if len(bases) == 1 else None
-
-
-def intervention_models(config: dict) -> list[str]:
-    """The models the interventions run on: interventions.models, else every model with `finetune:`."""
-    chosen = config.get("interventions", {}).get("models")
-    if chosen is None:
-        return [m for m, spec in config["models"].items() if "finetune" in spec]
-    return list(chosen)
-
-
-def intervention_groups(config: dict, model: str) -> list[str]:
-    """interventions.groups that the model's family has (EfficientNet: no attention)."""
-    family = config["models"][model]["family"]
-    return [g for g in config["interventions"]["groups"] if g in FAMILY_GROUPS[family]]
-
-
-def cross_donor(config: dict, model: str) -> str | None:
-    """The model whose vectors the `cross` source swaps into `model` (interventions.cross), or None."""
-    return config["interventions"].get("cross", {}).get(model)
-
-
-def intervention_sources(config: dict, model: str) -> list[str]:
-    """interventions.sources for one model: `cross` only where it has a donor."""
-    sources = config["interventions"]["sources"]
-    return [s for s in sources if s != "cross" or cross_donor(config, model) is not None]
 
 
 def model_modality(model: dict) -> str:
@@ -306,6 +243,7 @@ def mae_spec_problems(spec: dict) -> list[str]:
     return problems
 
 
+@section_check
 def dynamics_problems(config: dict) -> list[str]:
     """Cross-checks of the dynamics section (absent: none)."""
     dyn = config.get("dynamics")

@@ -6,3 +6,5 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 for folder in [HERE, *sorted(p for p in HERE.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))]:
     sys.path.insert(0, str(folder))
+
+import specbasis.plan  # noqa: E402, F401  (registers the checks of the sections it plans: every test validates fully)

@@ -1,5 +1,6 @@
 """The `peft:` section of a suite: table1's grid (methods x tasks x seeds) and fig5's three sweeps, expanded
 into the finetuned models the workflow trains; torch-free (the workflow expands it when it parses the config).
+The section's checks (and those of every model's `finetune.method`) are registered with specbasis.config.
 
     peft:
       base: minilm                          # a model of `models` (finetunable family)
@@ -32,6 +33,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+from specbasis.config import FINETUNABLE_FAMILIES, modality, section_check
 from specbasis.methods import parse as parse_method
 
 SWEEPS = ("rank", "layers", "block")  # fig5's panels A, B, C
@@ -70,8 +72,6 @@ def _train_settings(config: dict, section: dict) -> dict:
     base = section.get("train")
     if base is None:
         family = config["models"][section["base"]]["family"]
-        from specbasis.config import modality
-
         base = config.get("finetune", {}).get(modality(family), {})
     return dict(base)
 
@@ -207,6 +207,7 @@ def sweep_models(config: dict) -> list[dict]:
     return rows
 
 
+@section_check
 def method_problems(config: dict) -> list[str]:
     """Each finetuned model's `finetune.method`, checked as the training will check it."""
     problems = []
@@ -220,13 +221,12 @@ def method_problems(config: dict) -> list[str]:
     return problems
 
 
+@section_check
 def peft_problems(config: dict) -> list[str]:
     """Cross-checks of the `peft:` section (absent: none), each naming the key and what is allowed."""
     section = config.get("peft")
     if not section:
         return []
-    from specbasis.config import FINETUNABLE_FAMILIES, modality
-
     problems: list[str] = []
     models, datasets = config.get("models", {}), config.get("datasets", {})
     base = section["base"]

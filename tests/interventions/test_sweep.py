@@ -11,12 +11,12 @@ import torch
 import yaml
 from scipy import stats
 
-from specbasis.config import (FAMILY_GROUPS, intervention_groups, intervention_models,
-                              intervention_sources, validate_config)
+from specbasis.config import FAMILY_GROUPS, validate_config
 from specbasis.data import Part
 from specbasis.evaluate import evaluate
 from specbasis.interventions.edits import mask_count
 from specbasis.models import load_classifier
+from specbasis.plan.interventions import intervention_groups, intervention_models, intervention_sources
 from specbasis.svd import SVD, svd_all
 from specbasis.interventions.sweep import (MASK_COLUMNS, SWAP_COLUMNS, check_store, mask_points, model_groups, rank_limit,
                              run_sweep, swap_points, usable_ks)

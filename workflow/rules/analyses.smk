@@ -1,6 +1,9 @@
 # Analyses: tidy CSVs per pair (or per model), computed from the weights and SVD stores.
 
 
+include: "inputs/analyses.smk"
+
+
 rule alignment:
     input:
         unpack(pair_svds),
@@ -69,7 +72,7 @@ rule cumgrad:
 
 rule generalization:
     input:
-        alignment=expand("results/alignment/{pair}.csv", pair=TESTED_PAIRS),
+        alignment=expand("results/alignment/{pair}.csv", pair=PLAN.tested_pairs),
         metrics=finetune_metrics(),
     output:
         tests="results/generalization.csv",
@@ -77,8 +80,8 @@ rule generalization:
     log:
         "logs/generalization.log",
     params:
-        pairs=tested_pair_finetuned(),
-        accuracy=config_accuracies(),
+        pairs=PLAN.tested_pair_finetuned(),
+        accuracy=PLAN.config_accuracies(),
         alpha=config["generalization"]["alpha"],
     script:
         "../scripts/generalization.py"

@@ -3,10 +3,13 @@
 # reconstruct on new data, classify with shuffled labels); fig4, fig9, fig21. Off without `dynamics:`.
 
 
+include: "inputs/dynamics.smk"
+
+
 wildcard_constraints:
-    scale=alternatives(SCALES),
-    mode=alternatives(DYNAMICS_MODES),
-    dyndataset=alternatives(DYNAMICS_ONLY_DATASETS),
+    scale=alternatives(PLAN.scales),
+    mode=alternatives(PLAN.dynamics_modes),
+    dyndataset=alternatives(PLAN.dynamics_only_datasets),
 
 
 rule fetch_dynamics_dataset:
@@ -44,7 +47,7 @@ rule epoch_similarity:
     log:
         "logs/dynamics/similarity/{scale}.log",
     params:
-        max_rank=DYNAMICS["max_rank"] if DYNAMICS else None,
+        max_rank=PLAN.dynamics["max_rank"] if PLAN.dynamics else None,
         scale=dynamics_scale,
     script:
         "../scripts/epoch_similarity.py"
@@ -79,7 +82,7 @@ rule fig4:
     log:
         "logs/figures/fig4.log",
     params:
-        top=DYNAMICS["top"] if DYNAMICS else None,
+        top=DYNAMICS_TOP,
     script:
         "../scripts/fig4.py"
 
@@ -95,7 +98,7 @@ rule fig9:
         "logs/figures/fig9.log",
     params:
         figure="fig9",
-        top=DYNAMICS["top"] if DYNAMICS else None,
+        top=DYNAMICS_TOP,
     script:
         "../scripts/fig_posttrain.py"
 
@@ -111,6 +114,6 @@ rule fig21:
         "logs/figures/fig21.log",
     params:
         figure="fig21",
-        top=DYNAMICS["top"] if DYNAMICS else None,
+        top=DYNAMICS_TOP,
     script:
         "../scripts/fig_posttrain.py"

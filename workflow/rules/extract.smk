@@ -1,6 +1,9 @@
 # Extract: every weight matrix of a model, by canonical id, in torch Linear orientation (out, in).
 
 
+include: "inputs/extract.smk"
+
+
 rule extract_weights:
     input:
         "results/models/{model}",

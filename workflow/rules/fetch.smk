@@ -1,6 +1,9 @@
 # Fetch: models and datasets into resources/, verified and recorded in fetched.json.
 
 
+include: "inputs/fetch.smk"
+
+
 rule fetch_model:
     output:
         directory("resources/models/{fetched}"),

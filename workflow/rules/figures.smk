@@ -1,6 +1,9 @@
 # Figures and tables: one rule and one script each; the shared style file is an input of every figure.
 
 
+include: "inputs/figures.smk"
+
+
 rule fig2:
     input:
         tables=pair_tables("alignment"),
@@ -25,7 +28,7 @@ rule fig8:
     log:
         "logs/figures/fig8.log",
     params:
-        modality=pair_modality(),
+        modality=PLAN.pair_modality(),
         max_rank=config["alignment"]["max_rank"],
     script:
         "../scripts/fig8.py"
@@ -41,7 +44,7 @@ rule fig7:
     log:
         "logs/figures/fig7.log",
     params:
-        modality=pair_modality(),
+        modality=PLAN.pair_modality(),
     script:
         "../scripts/fig7.py"
 
@@ -56,7 +59,7 @@ rule fig10:
     log:
         "logs/figures/fig10.log",
     params:
-        modality=pair_modality(),
+        modality=PLAN.pair_modality(),
         which="vision",
     script:
         "../scripts/fig_attention.py"
@@ -72,7 +75,7 @@ rule fig11:
     log:
         "logs/figures/fig11.log",
     params:
-        modality=pair_modality(),
+        modality=PLAN.pair_modality(),
         which="language",
     script:
         "../scripts/fig_attention.py"
@@ -186,8 +189,8 @@ rule table2:
     log:
         "logs/figures/table2.log",
     params:
-        pairs=modality_pairs("vision"),
-        models=MODELS,
+        pairs=PLAN.modality_pairs("vision"),
+        models=PLAN.models,
     script:
         "../scripts/pair_table.py"
 
@@ -203,7 +206,7 @@ rule table3:
     log:
         "logs/figures/table3.log",
     params:
-        pairs=modality_pairs("language"),
-        models=MODELS,
+        pairs=PLAN.modality_pairs("language"),
+        models=PLAN.models,
     script:
         "../scripts/pair_table.py"

@@ -3,6 +3,9 @@
 # figures 12-15 (swaps) and 17 (masking). fig2's panels D and E take the swap tables too (figures.smk).
 
 
+include: "inputs/interventions.smk"
+
+
 rule swap:
     input:
         model=edited_model_dir,
@@ -37,68 +40,25 @@ rule mask:
         "../scripts/mask.py"
 
 
-rule fig12:
-    input:
-        tables=swap_tables(),
-        style=STYLE,
-    output:
-        pdf=report("results/fig12.pdf", caption="../report/fig12.rst", category="Interventions"),
-        png="results/fig12.png",
-    log:
-        "logs/figures/fig12.log",
-    params:
-        group="ffn",
-        sources=["pretrained", "random", "random_orthogonal", "zero"],
-    script:
-        "../scripts/fig_swap.py"
+# fig12-15: one rule per row of SWAP_FIGURES (a matrix group, the sources drawn), each with its own caption.
+for swap_fig, swap in SWAP_FIGURES.items():
 
-
-rule fig13:
-    input:
-        tables=swap_tables(),
-        style=STYLE,
-    output:
-        pdf=report("results/fig13.pdf", caption="../report/fig13.rst", category="Interventions"),
-        png="results/fig13.png",
-    log:
-        "logs/figures/fig13.log",
-    params:
-        group="ffn",
-        sources=["cross"],
-    script:
-        "../scripts/fig_swap.py"
-
-
-rule fig14:
-    input:
-        tables=swap_tables(),
-        style=STYLE,
-    output:
-        pdf=report("results/fig14.pdf", caption="../report/fig14.rst", category="Interventions"),
-        png="results/fig14.png",
-    log:
-        "logs/figures/fig14.log",
-    params:
-        group="attn",
-        sources=["pretrained", "random", "random_orthogonal", "zero"],
-    script:
-        "../scripts/fig_swap.py"
-
-
-rule fig15:
-    input:
-        tables=swap_tables(),
-        style=STYLE,
-    output:
-        pdf=report("results/fig15.pdf", caption="../report/fig15.rst", category="Interventions"),
-        png="results/fig15.png",
-    log:
-        "logs/figures/fig15.log",
-    params:
-        group="attn",
-        sources=["cross"],
-    script:
-        "../scripts/fig_swap.py"
+    rule:
+        name:
+            swap_fig
+        input:
+            tables=swap_tables(),
+            style=STYLE,
+        output:
+            pdf=report(f"results/{swap_fig}.pdf", caption=f"../report/{swap_fig}.rst", category="Interventions"),
+            png=f"results/{swap_fig}.png",
+        log:
+            f"logs/figures/{swap_fig}.log",
+        params:
+            group=swap["group"],
+            sources=swap["sources"],
+        script:
+            "../scripts/fig_swap.py"
 
 
 rule fig17:

@@ -3,8 +3,11 @@
 # builds the prefix caches fig5's runs start from, and collects the runs into table1, table5 and fig5.
 
 
+include: "inputs/peft.smk"
+
+
 wildcard_constraints:
-    cache=alternatives(PREFIX_CACHES),
+    cache=alternatives(PLAN.prefix_caches),
 
 
 rule prefix_cache:
@@ -23,7 +26,7 @@ rule prefix_cache:
 
 rule table1:
     input:
-        runs=peft_table_inputs(),
+        runs=peft_run_dirs(PLAN.peft_table_cells()),
     output:
         csv=report("results/table1.csv", caption="../report/table1.rst", category="PEFT"),
         md="results/table1.md",
@@ -31,9 +34,9 @@ rule table1:
     log:
         "logs/figures/table1.log",
     params:
-        cells=peft_table_cells(),
-        columns=peft_task_columns() if PEFT else {},
-        paper=PEFT.get("paper_rows", False) if PEFT else False,
+        cells=PLAN.peft_table_cells(),
+        columns=PEFT_COLUMNS,
+        paper=PLAN.peft.get("paper_rows", False) if PLAN.peft else False,
     script:
         "../scripts/table1.py"
 
@@ -46,21 +49,21 @@ rule table5:
     log:
         "logs/figures/table5.log",
     params:
-        settings=peft_grid.table5_settings(config) if PEFT else {},
-        columns=peft_task_columns() if PEFT else {},
+        settings=PLAN.table5_settings(),
+        columns=PEFT_COLUMNS,
     script:
         "../scripts/table5.py"
 
 
 rule peft_sweep_table:
     input:
-        runs=peft_sweep_inputs(),
+        runs=peft_run_dirs(PLAN.peft_sweep_points()),
     output:
         "results/peft/fig5.csv",
     log:
         "logs/peft/fig5.log",
     params:
-        points=peft_sweep_points(),
+        points=PLAN.peft_sweep_points(),
     script:
         "../scripts/peft_sweep_table.py"
 
@@ -68,7 +71,7 @@ rule peft_sweep_table:
 rule fig5:
     input:
         table="results/peft/fig5.csv",
-        reference=[f"results/models/{c['model']}" for c in peft_reference_cells()],
+        reference=[f"results/models/{c['model']}" for c in PLAN.peft_reference_cells()],
         style=STYLE,
     output:
         pdf=report("results/fig5.pdf", caption="../report/fig5.rst", category="PEFT"),
@@ -76,7 +79,7 @@ rule fig5:
     log:
         "logs/figures/fig5.log",
     params:
-        cells=peft_reference_cells(),
-        task=PEFT["sweeps"]["task"] if PEFT and PEFT.get("sweeps") else "",
+        cells=PLAN.peft_reference_cells(),
+        task=PLAN.peft["sweeps"]["task"] if PLAN.peft and PLAN.peft.get("sweeps") else "",
     script:
         "../scripts/fig5.py"

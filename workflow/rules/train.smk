@@ -1,6 +1,9 @@
 # Models: pretrained checkpoints put into their library's own naming, and the finetunes made from them.
 
 
+include: "inputs/train.smk"
+
+
 rule prepare_model:
     input:
         "resources/models/{fetched}",
