@@ -7,6 +7,7 @@ A method is parsed once from its flat spec (the config's YAML, a dict here) into
     targeted          adapts chosen matrices (and needs `targets`: {layers, kinds} or a regex)
     takes_peft        takes `peft:`, further options of the installed peft's config class
     reads_svd_store   applying it wants the pretrained model's SVDs (the workflow passes its SVD store)
+    trains_every_weight  full finetuning: every weight trains
     libraries         libraries whose versions its runs record, beyond torch and the model's own
 
 Importing this module (and every method's) imports no torch: the workflow checks every method of a suite when
@@ -113,6 +114,7 @@ class Method:
     targeted: ClassVar[bool] = True
     takes_peft: ClassVar[bool] = False
     reads_svd_store: ClassVar[bool] = False
+    trains_every_weight: ClassVar[bool] = False  # full finetuning (a suite's own finetunes are)
     libraries: ClassVar[tuple[str, ...]] = ()
     untargeted_trains: ClassVar[str] = ""  # what trains when the method takes no targets (for its error)
 

@@ -7,6 +7,7 @@ from specbasis.methods.base import Adapted, Method
 class Full(Method):
     name = "full"
     targeted = False
+    trains_every_weight = True
     untargeted_trains = "every weight"
 
     def apply(self, model, targets, head, *, total_steps=None, factors=None) -> Adapted:

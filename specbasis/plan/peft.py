@@ -40,8 +40,6 @@ SWEEPS = ("rank", "layers", "block")  # fig5's panels A, B, C
 # Settings that change what is measured during training, not the trained model (evaluation runs in eval mode and
 # draws no random numbers): a suite's finetune differing only in these is still table1's `full` run.
 EVAL_ONLY = ("eval_every", "eval_step0")
-TRAIN_OVERRIDES = ("steps", "epochs", "lr", "batch_size", "weight_decay", "warmup_frac", "max_length", "eval_every",
-                   "max_train", "max_eval")
 # The paper's Table 1 rows (shared/paper-tables.md) for the method names the suites use.
 PAPER_ROWS = {"full": "Full FT", "pissa": "PiSSA", "lora_kaiming": "LoRA (Kaiming init of B)",
               "lora_gaussian": "LoRA (Gaussian init of B)", "adalora": "AdaLoRA", "dora": "DoRA",
@@ -93,7 +91,7 @@ def table_runs(config: dict) -> list[Run]:
 
 def _existing(config, section, task, seed, method, train) -> str | None:
     """A model of the suite finetuned exactly so (full finetuning only: the suite's finetunes are full)."""
-    if method.get("method", "full") != "full" or seed != config.get("seed", 0) or "train" in section:
+    if not parse_method(method).trains_every_weight or seed != config.get("seed", 0) or "train" in section:
         return None
     default = _train_settings(config, section)
     if any(train.get(k, default.get(k)) != default.get(k) for k in train if k not in EVAL_ONLY):
@@ -194,7 +192,8 @@ def sweep_reference(config: dict) -> list[dict]:
     name = _existing(config, section, task, seed, {"method": "full"}, section["sweeps"].get("train", {}))
     if name is not None:
         return [{"task": task, "method": "full", "seed": seed, "model": name}]
-    return [c for c in table_models(config) if c["task"] == task and c["method"] == "full"]
+    return [c for r, c in zip(table_runs(config), table_models(config))
+            if r.task == task and parse_method(r.method).trains_every_weight]
 
 
 def sweep_models(config: dict) -> list[dict]:

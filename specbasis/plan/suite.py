@@ -13,6 +13,7 @@ rules. The config is read, never changed: a Plan holds its own collections. Torc
 from __future__ import annotations
 
 from specbasis.config import dynamics_datasets, dynamics_settings, model_modality, modality, scale_name
+from specbasis.methods import parse as parse_method
 from specbasis.plan import interventions, peft
 
 # Figures of every suite, in the order `all` lists them; fig18 needs MIN_TESTED_PAIRS pairs with a held-out accuracy.
@@ -36,8 +37,7 @@ def fetch_params(entry: dict) -> dict:
 
 def reads_svd_store(entry: dict) -> bool:
     """Whether a finetuned model's training reads its base model's SVD store (spectral: U_r, V_r from there)."""
-    method = entry["finetune"].get("method")
-    return isinstance(method, dict) and method.get("method") == "spectral"
+    return parse_method(entry["finetune"].get("method")).reads_svd_store
 
 
 class Plan:

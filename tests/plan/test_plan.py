@@ -136,7 +136,8 @@ def test_only_spectral_finetunes_read_the_base_models_svd_store(default):
     readers = sorted(m for m in plan.finetuned if reads_svd_store(plan.models[m]))
     assert readers and all(plan.models[m]["finetune"]["method"]["method"] == "spectral" for m in readers)
     assert not reads_svd_store(plan.models["minilm-rt"])  # a full finetune: no method entry
-    assert not reads_svd_store({"finetune": {"from": "x", "dataset": "y", "method": {"method": "lora", "r": 4}}})
+    lora = {"method": "lora", "r": 4, "targets": {"layers": [0]}}
+    assert not reads_svd_store({"finetune": {"from": "x", "dataset": "y", "method": lora}})
 
 
 def test_config_never_imports_the_plan():
