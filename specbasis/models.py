@@ -57,6 +57,9 @@ LUKEMELAS_ARCHITECTURE = "efficientnet_lite0"
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_MAX_LENGTH = 128
 PREPROCESS_FILE = "preprocess.json"  # written beside a finetuned model: how its inputs were made
+# In a model folder whose adapter cannot merge into the weights: the method and the modules it adapts
+# (written by the method, specbasis.methods.bottleneck; read by specbasis.methods.apply.load_trained).
+UNMERGED_FILE = "adapter/unmerged.json"
 REGRESSION_LABEL = "score"  # id2label of a regression model's one output (num_classes 1: STS-B's similarity)
 
 # Files of a transformers folder that are copied: weights, config, tokenizer. The rest of a hub
@@ -338,7 +341,7 @@ def _load_image(model_dir: Path, num_classes: int, image_size: int):
 
 
 def load_classifier(model_dir: Path, family: str, num_classes: int, *, image_size: int | None = None,
-                    max_length: int | None = None) -> tuple[torch.nn.Module, Callable]:
+                    max_length: int | None = None, base_only: bool = False) -> tuple[torch.nn.Module, Callable]:
     """(model, preprocess) for a prepared or finetuned folder. The head has num_classes outputs; it is
     freshly initialised when the folder's head has another size (or none); all else loads strictly.
     num_classes 1 is a regression head (text: transformers' num_labels=1, problem_type "regression"; a
@@ -346,8 +349,18 @@ def load_classifier(model_dir: Path, family: str, num_classes: int, *, image_siz
 
     image_size / max_length default to what a finetuned folder's preprocess.json recorded, else to
     DEFAULT_IMAGE_SIZE / DEFAULT_MAX_LENGTH. The model is returned in eval mode.
+
+    A folder whose adapter could not be merged into the weights (a bottleneck adapter: UNMERGED_FILE says so) is
+    refused, since its weights alone are not the trained model: specbasis.methods.apply.load_trained loads it
+    with the adapter; base_only=True gives the weights as they are (the pretrained ones and the trained head).
     """
     model_dir = Path(model_dir)
+    unmerged = model_dir / UNMERGED_FILE
+    if unmerged.is_file() and not base_only:
+        method = _read_json(unmerged).get("method", {}).get("method", "?")
+        raise ValueError(f"{model_dir}: its {method} adapter is not merged into the weights ({UNMERGED_FILE}); "
+                         f"load it with specbasis.methods.apply.load_trained, or pass base_only=True for the "
+                         f"weights without it")
     recorded = _read_json(model_dir / PREPROCESS_FILE) if (model_dir / PREPROCESS_FILE).is_file() else {}
     if families.family(family).sees == "text":
         model, pre = _load_text(model_dir, num_classes, max_length or recorded.get("max_length", DEFAULT_MAX_LENGTH))

@@ -149,7 +149,8 @@ TINY_PEFT = {
                 "psoft": {"method": "psoft", "r": 8, "targets": _LAST_FFN, "lr": 2e-2},
                 "bitfit": {"method": "bitfit", "lr": 2e-2},
                 "lora_kaiming": {"method": "lora", "r": 2, "targets": {"layers": "all", "kinds": ["attn_q", "attn_v", "ffn_in", "ffn_out"]},
-                                 "lr": 1e-2}},
+                                 "lr": 1e-2},
+                "hadapter": {"method": "houlsby", "reduction_factor": 4, "lr": 1e-2}},
     # fig5: 2 seeds (the default suite runs 3); block 1 runs start from the prefix cache of block 0's outputs
     "sweeps": {"task": "reviews", "seeds": [0, 1], "lr": 2e-2, "train": {"steps": 120}, "cache_prefix": True,
                "rank": {"layers": [1], "k": 0, "m": [4, 8]},

@@ -4,7 +4,7 @@ specbasis.training.finetune writes it; table1, table5, fig5 (specbasis.analysis.
 (specbasis.analysis.generalization) and the intervention sweep's split check read it, through this class
 alone. Torch-free. The file's keys and their order are the record's fields; fields that only some runs have
 are left out of the file where they do not apply (the five accuracies of a regression run, max_length of an
-image model or image_size of a text model, prefix_cache of a run without one), so a file reads back as it was
+image model or image_size of a text model, prefix_cache of a run without one, inference of a run from before it), so a file reads back as it was
 written.
 
     family, base_dir, modality, task_type ("classification" | "regression"), task (GLUE's or None), classes,
@@ -15,7 +15,8 @@ written.
     seconds_train, cpu_seconds_train, method (the method's flat spec), targets, trainable_parameters,
     parameter_counts (trainable, adapter, head, base), adapter_config, seconds_prepare, step_seconds_mean,
     step_seconds_median, step_seconds_first, peak_memory, versions, test_logits_head, [prefix_cache],
-    adapter_files, reload_max_abs_diff, seconds
+    adapter_files, reload_max_abs_diff, seconds, [inference] ({mergeable, forward_ratio: the forward's time against
+    the base model's, 1 for a merged adapter; timed ones add forward_seconds_adapted/_base, batch, reps, device})
 """
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ class FinetuneMetrics:
     adapter_files: list = field(default_factory=list)
     reload_max_abs_diff: float | None = None
     seconds: float | None = None
+    inference: dict | None = None       # {mergeable, forward_ratio, ...}: runs since the bottleneck adapters
 
     def applies(self, name: str) -> bool:
         """Whether the field belongs in this run's file."""
@@ -93,8 +95,8 @@ class FinetuneMetrics:
             return self.modality == "text"
         if name == "image_size":
             return self.modality != "text"
-        if name == "prefix_cache":
-            return self.prefix_cache is not None
+        if name in ("prefix_cache", "inference"):
+            return getattr(self, name) is not None
         return True
 
     def to_dict(self) -> dict[str, Any]:

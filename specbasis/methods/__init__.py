@@ -9,6 +9,8 @@
     pissa      lora started on the top-r SVD of W, W := W - BA      hf_peft.py
     adalora    P Λ Q with init_r ranks, pruned to target_r + head   hf_peft.py
     psoft      R (r x r) between frozen top-r SVD factors + head    hf_peft.py
+    houlsby    bottleneck adapters after attn_o and ffn_out + head  bottleneck.py (not mergeable)
+    pfeiffer   bottleneck adapters after ffn_out + head             bottleneck.py (not mergeable)
 
 A spec (YAML in the config; a dict here) is flat, one method a spec::
 
@@ -29,6 +31,7 @@ from typing import Mapping
 
 from specbasis.methods.base import Adapted, Method, bad
 from specbasis.methods.bitfit import BitFit
+from specbasis.methods.bottleneck import Houlsby, Pfeiffer
 from specbasis.methods.full import Full
 from specbasis.methods.hf_peft import AdaLoRA, Dora, Lora, PiSSA, PSoft
 from specbasis.methods.spectral import Spectral
@@ -42,6 +45,8 @@ METHODS: dict[str, type[Method]] = {
     "pissa": PiSSA,
     "adalora": AdaLoRA,
     "psoft": PSoft,
+    "houlsby": Houlsby,
+    "pfeiffer": Pfeiffer,
 }
 assert all(name == cls.name for name, cls in METHODS.items())
 

@@ -5,17 +5,21 @@ into exact module names, and every method is given that same list, so every meth
 The task head (the modules models.head_prefixes names: `classifier`, DeBERTa's `pooler` too) trains in full
 under every method. `prepare` applies the method (specbasis.methods) and counts what trains; the Adapted it
 returns trains in the one loop, saves its own files and merges into a plain model, which loads like a fully
-finetuned one (models.load_classifier) and extracts like any other model.
+finetuned one (models.load_classifier) and extracts like any other model. A method that cannot merge (the
+bottleneck adapters) saves the plain model without it and its adapter beside it: `load_trained` loads either.
 """
 from __future__ import annotations
 
-from typing import Mapping
+import json
+from pathlib import Path
+from typing import Callable, Mapping
 
 from torch import nn
 
 from specbasis.io.namemaps import map_names, parse_id
 from specbasis.methods import Adapted, Method, parse
-from specbasis.models import head_prefixes
+from specbasis.methods.base import ADAPTER_DIR
+from specbasis.models import UNMERGED_FILE, head_prefixes, load_classifier
 
 
 def head_modules(model: nn.Module) -> list[str]:
@@ -77,3 +81,19 @@ def prepare(model: nn.Module, method: Method | Mapping | str | None, family: str
     head_params = adapted.head_parameters()
     adapted.counts = {"trainable": trainable, "adapter": trainable - head_params, "head": head_params, "base": base}
     return adapted
+
+
+def load_trained(model_dir: Path, family: str, num_classes: int, **keywords) -> tuple[nn.Module, Callable]:
+    """(model, preprocess) of a finetuned folder as it was trained: models.load_classifier's, and for a method
+    that could not merge into the weights (UNMERGED_FILE in the folder) its saved adapter put back on."""
+    from safetensors.torch import load_file
+
+    model_dir = Path(model_dir)
+    marker = model_dir / UNMERGED_FILE
+    model, preprocess = load_classifier(model_dir, family, num_classes, base_only=True, **keywords)
+    if marker.is_file():
+        saved = json.loads(marker.read_text())
+        method = parse(saved["method"])
+        method.reattach(model, saved["modules"], load_file(model_dir / ADAPTER_DIR / saved["file"]))
+        model.eval()
+    return model, preprocess

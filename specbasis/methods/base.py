@@ -5,6 +5,9 @@ A method is parsed once from its flat spec (the config's YAML, a dict here) into
 
     SCHEMA            its own settings: name -> (default, check returning None or what is allowed)
     targeted          adapts chosen matrices (and needs `targets`: {layers, kinds} or a regex)
+    default_targets   the targets a targeted method takes when none are given (None: they are required)
+    mergeable         the trained adapter merges into the weights (False: it is saved beside a plain model and
+                      re-attached on loading, methods.apply.load_trained; its inference cost is measured)
     takes_peft        takes `peft:`, further options of the installed peft's config class
     reads_svd_store   applying it wants the pretrained model's SVDs (the workflow passes its SVD store)
     trains_every_weight  full finetuning: every weight trains
@@ -20,10 +23,11 @@ files (`save`), and the plain model with the adapter merged into its weights (`m
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
 from specbasis.kinds import FFN_KINDS, KINDS
 
@@ -112,6 +116,8 @@ class Method:
     name: ClassVar[str]
     SCHEMA: ClassVar[dict[str, tuple[Any, Callable]]] = {}
     targeted: ClassVar[bool] = True
+    default_targets: ClassVar[dict | None] = None
+    mergeable: ClassVar[bool] = True
     takes_peft: ClassVar[bool] = False
     reads_svd_store: ClassVar[bool] = False
     trains_every_weight: ClassVar[bool] = False  # full finetuning (a suite's own finetunes are)
@@ -140,7 +146,7 @@ class Method:
         self.settings = settings
         self.check()
         if self.targeted:
-            targets = check_targets(targets, self.name)
+            targets = check_targets(copy.deepcopy(self.default_targets) if targets is None else targets, self.name)
         elif targets is not None:
             bad("targets", targets, f"{self.name} takes no targets ({self.untargeted_trains} trains)", self.name)
         self.targets = targets
@@ -187,6 +193,11 @@ class Method:
         matrix id (methods that read the SVD store). Everything that can fail fails here, before step one."""
         raise NotImplementedError
 
+    def reattach(self, model: "nn.Module", modules: list[str], state: dict) -> None:
+        """A method that is not mergeable: put its saved adapter (`state`, its file's tensors) back on the
+        `modules` of a model loaded from the saved folder (methods.apply.load_trained)."""
+        raise NotImplementedError(f"method {self.name} merges into the weights: its saved model needs nothing back")
+
 
 # ------------------------------------------------------------------------------------------- applied
 
@@ -225,7 +236,8 @@ class Adapted:
 
     def merge(self) -> "nn.Module":
         """The plain model: the adapter merged into the weights (refusing non-finite ones), adapter modules gone,
-        every parameter trainable again, as models.load_classifier would give it."""
+        every parameter trainable again, as models.load_classifier would give it. A method that is not mergeable
+        gives the model without its adapter (saved by `save`, put back by methods.apply.load_trained)."""
         model = self.unload()
         for p in model.parameters():
             p.requires_grad_(True)
@@ -233,3 +245,9 @@ class Adapted:
 
     def unload(self) -> "nn.Module":
         return self.model
+
+    @contextlib.contextmanager
+    def disabled(self) -> "Iterator[nn.Module]":
+        """The model with the adapter switched off (a method that is not mergeable: its inference-cost baseline)."""
+        raise NotImplementedError(f"method {self.method.name}: no switch for its adapter")
+        yield

@@ -20,9 +20,7 @@ its "B" can only be the factor that is random (zero-B with random A is the LoRA 
 no zero-A / random-B option), so the rows differ by the distribution of the random factor, which peft
 calls A. That reading is ours; the paper does not spell its letters out.
 
-Bottleneck adapters (the paper's HAdapter / PAdapter rows) are missing: peft 0.21 has none, and the one
-maintained library that has them, `adapters` (1.3.0, the newest on the index), requires
-transformers ~= 4.57.6, against our pinned 5.23.
+The paper's HAdapter / PAdapter rows are bottleneck adapters, which peft 0.21 has none of: specbasis.methods.bottleneck.
 """
 from __future__ import annotations
 

@@ -10,8 +10,11 @@ Everything is seeded (python, numpy, torch, the batch order), so a rerun on CPU 
 
 The output folder is written atomically (a temporary folder beside it, renamed at the end) and holds
 the model in its library's own format (an adapter merged into the weights, its own files in adapter/:
-Adapted.save), `preprocess.json` (how inputs were made) and `metrics.json`. Before the rename the
-saved model is loaded back and must reproduce the trained (unmerged) model's logits.
+Adapted.save; a method that cannot merge, the bottleneck adapters, leaves the weights as they were and its
+adapter in adapter/, loaded with methods.apply.load_trained), `preprocess.json` (how inputs were made) and
+`metrics.json`. Before the rename the saved model is loaded back and must reproduce the trained (unmerged)
+model's logits. `inference` records the forward's cost against the base model's (1 for a merged adapter;
+timed for one that cannot merge: inference_cost).
 
 metrics.json records, for every method, the trainable parameters, the mean seconds per optimizer step
 (forward, backward, clipping, optimizer and scheduler step, AdaLoRA's allocator; on CUDA synchronised
@@ -49,7 +52,7 @@ from specbasis import glue_metrics
 from specbasis.evaluate import predict_logits, predictions, scores, select, to_device
 
 from specbasis.methods import parse as parse_method
-from specbasis.methods.apply import prepare
+from specbasis.methods.apply import load_trained, prepare
 from specbasis.data import Splits
 from specbasis.models import (PREPROCESS_FILE, REGRESSION_LABEL, load_classifier, logits_of, save_weights,
                               timm_config)
@@ -161,6 +164,7 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, setting
                    "trainable_parameters": adapted.counts["trainable"], "parameter_counts": adapted.counts,
                    "adapter_config": adapted.config, "seconds_prepare": seconds_prepare, **run.step_timing(),
                    "versions": _versions(splits.modality, method.libraries)}
+    metrics["inference"] = inference_cost(adapted, preprocess, splits, dev, s.eval_batch_size)
     model.cpu()  # the whole model again, for the checks and the save
     head = select(splits.test.x, np.arange(min(N_LOGITS_RECORDED, len(splits.test))))
     expected = predict_logits(model, preprocess, head, torch.device("cpu"))  # on CPU, like the reload
@@ -301,9 +305,46 @@ def _check_prefix_frozen(model, start: int) -> None:
                          f"needs every parameter before its block frozen")
 
 
+INFERENCE_REPS = 7  # timed forwards of each kind, interleaved; their medians are compared
+
+
+def inference_cost(adapted, preprocess, splits: Splits, dev: torch.device, batch_size: int) -> dict:
+    """What the trained model costs at inference against the base model's forward. A merged adapter is the base
+    architecture (ratio 1 by construction, not timed). One that cannot merge is timed: the forward of one test
+    batch (eval_batch_size examples, no grad, eval mode) with the adapter and with it switched off, INFERENCE_REPS
+    of each interleaved after one warm-up of each; the ratio of the medians."""
+    if adapted.method.mergeable:
+        return {"mergeable": True, "forward_ratio": 1.0}
+    data = splits.test if len(splits.test) else splits.val
+    n = min(batch_size, len(data))
+    inputs = to_device(preprocess(select(data.x, np.arange(n))), dev)
+    model = adapted.model.eval()
+
+    def forward_seconds() -> float:
+        with torch.no_grad():
+            t = clock(dev)
+            logits_of(model, inputs)
+            return clock(dev) - t
+
+    times = {"adapted": [], "base": []}
+    for rep in range(INFERENCE_REPS + 1):
+        adapted_s = forward_seconds()
+        with adapted.disabled():
+            base_s = forward_seconds()
+        if rep:  # the first of each is the warm-up
+            times["adapted"].append(adapted_s)
+            times["base"].append(base_s)
+    median = {k: float(np.median(v)) for k, v in times.items()}
+    return {"mergeable": False, "forward_ratio": median["adapted"] / median["base"],
+            "forward_seconds_adapted": median["adapted"], "forward_seconds_base": median["base"],
+            "batch": n,
+            "reps": INFERENCE_REPS, "device": str(dev)}
+
+
 def _reload_check(folder: Path, family: str, num_classes: int, x, expected: torch.Tensor) -> float:
-    """Load the saved model back and compare its logits on x with the trained model's."""
-    model, preprocess = load_classifier(folder, family, num_classes)
+    """Load the saved model back (with its adapter where it could not merge) and compare its logits on x with the
+    trained model's."""
+    model, preprocess = load_trained(folder, family, num_classes)
     got = predict_logits(model, preprocess, x, torch.device("cpu"))
     diff = float((got - expected).abs().max()) if len(expected) else 0.0
     if not diff <= RELOAD_ATOL:

@@ -147,7 +147,7 @@ def _metrics(acc, method="spectral", adapter=100, trainable=110, step=0.1, peak=
     return fake_metrics(test_accuracy=acc, method={"method": method}, trainable_parameters=trainable,
                         parameter_counts={"trainable": trainable, "adapter": adapter, "head": trainable - adapter,
                                           "base": 1000},
-                        step_seconds_median=step, seconds=10.0,
+                        step_seconds_median=step, seconds=10.0, inference={"mergeable": True, "forward_ratio": 1.0},
                         peak_memory={"device": "cpu", "peak_bytes": 10 * 2 ** 20, "peak_above_step_start_bytes": peak},
                         **({"test_metric": metric} if metric else {}))
 
@@ -168,8 +168,8 @@ def test_table1_means_seeds_and_tasks_and_counts_adapters_without_the_head():
     assert spectral["parameters"] == 100 and table[table["method"] == "full"].iloc[0]["parameters"] == 1000
     assert spectral["step seconds"] == pytest.approx(0.1) and spectral["step memory MiB"] == pytest.approx(2.0)
     assert spectral["paper_row"] == "the paper's spectral method"
-    missing = table[table["note"].str.startswith("not run", na=False)]
-    assert set(missing["paper_row"]) == {"HAdapter (Houlsby)", "PAdapter (Pfeiffer)"}
+    assert set(table["method"]) == {"full", "spectral"}  # what ran, nothing else
+    assert spectral["inference x base"] == 1.0  # a merged adapter: the base model's forward
     assert "paper, Table 1" not in set(table["source"])
     with_paper = peft_results.table1(runs, {"a": "A", "b": "B"}, paper=True)
     reported = with_paper[with_paper["source"] == "paper, Table 1"]

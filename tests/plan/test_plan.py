@@ -52,7 +52,7 @@ def test_plan_of_the_default_suite(default):
     plan = Plan(default)
     grid = peft.model_entries(default)
     assert list(plan.models) == list(default["models"]) + list(grid)  # the suite's models, then the grid's runs
-    assert plan.fetched == ["minilm", "effnet"] and len(plan.finetuned) == 4 + len(grid) == 46
+    assert plan.fetched == ["minilm", "effnet"] and len(plan.finetuned) == 4 + len(grid) == 50  # 11 methods x 2 tasks + 24 sweep runs
     assert plan.edited == ["minilm-rt", "minilm-party", "effnet-fmnist", "effnet-mnist"]
     assert plan.pretrained_of("effnet-mnist") == "effnet" and plan.cross_donor("effnet-mnist") == "effnet-fmnist"
     assert plan.tested_pairs == list(default["pairs"]) and plan.warnings == []
@@ -69,7 +69,7 @@ def test_plan_of_the_default_suite(default):
 def test_plan_of_the_paper_suite(paper):
     plan = Plan(paper)
     runs = peft.table_runs(paper) + peft.sweep_runs(paper)
-    assert len(plan.fetched) == len(paper["models"]) == 76 and len(plan.finetuned) == len(runs) == 101
+    assert len(plan.fetched) == len(paper["models"]) == 76 and len(plan.finetuned) == len(runs) == 117  # 11 methods x 8 tasks + 29 sweep runs
     assert len(plan.pairs) == 40 and len(plan.edited) == 4 and plan.figures == ALL_FIGURES
     assert plan.prefix_caches == {}  # the paper's sweeps start from the embeddings
     assert len(plan.tested_pairs) == 32
@@ -82,7 +82,7 @@ def test_plan_of_the_paper_suite(paper):
 def test_plan_of_the_tiny_suite(tiny):
     plan = Plan(tiny)
     assert plan.fetched == ["bert", "bert-x10", "effnet", "jepa", "jepa-ft"]
-    assert len(plan.finetuned) == 2 + 13  # bert-rt and effnet-digits, the grid's 5 methods and fig5's 8 runs
+    assert len(plan.finetuned) == 2 + 14  # bert-rt and effnet-digits, the grid's 6 methods and fig5's 8 runs
     assert plan.edited == ["bert-rt", "effnet-digits"] and plan.figures == ALL_FIGURES
     assert plan.trained_pair_models() == ["bert-rt", "effnet-digits"]
     assert plan.tested_pairs == ["bert-rt", "bert-self", "effnet-digits"]  # jepa: no accuracy

@@ -508,7 +508,11 @@ def test_table1_holds_every_method_measured_in_this_run(run):
     assert measured.loc["psoft", "parameters"] == 2 * 8 ** 2  # peft's PSOFT: r x r per matrix, as ours
     for method in ("spectral", "psoft", "bitfit", "lora_kaiming"):
         assert measured.loc[method, "step seconds"] > 0 and measured.loc[method, "reviews"] > 60, method
-    assert measured.loc["hadapter", "note"].startswith("not run")
+    hadapter = _metrics(run, "peft-reviews-hadapter-s0")  # Houlsby's adapters: not merged, their cost timed
+    assert measured.loc["hadapter", "parameters"] == hadapter["parameter_counts"]["adapter"] == 4 * (2 * 32 * 8 + 8 + 32)
+    assert hadapter["inference"]["mergeable"] is False and measured.loc["hadapter", "reviews"] > 60
+    assert measured.loc["hadapter", "inference x base"] == pytest.approx(hadapter["inference"]["forward_ratio"], abs=0.01)
+    assert measured.loc["spectral", "inference x base"] == 1.0
     assert "paper, Table 1" not in set(table["source"])
     for suffix in ("md", "tex"):
         assert "spectral" in (run / f"results/table1.{suffix}").read_text()
