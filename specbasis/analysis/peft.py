@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from specbasis.analysis.paired import N_BOOTSTRAP, paired_bootstrap
 from specbasis.io.metrics import FinetuneMetrics
 from specbasis.plan.peft import PAPER_ROWS
 
@@ -77,12 +78,53 @@ def run_rows(cells: list[dict], metrics: dict[str, FinetuneMetrics]) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def table1(runs: pd.DataFrame, task_columns: dict[str, str], paper: bool = False) -> pd.DataFrame:
-    """Methods x tasks (mean over seeds, and the spread where there are several), parameters, the average over
-    tasks, step time and peak memory (means over tasks), the paper's row each method stands for; with `paper`,
-    the paper's reported Table 1 rows below (source "paper, Table 1")."""
+REFERENCE = "spectral"  # the row every other method is compared with, paired, in table1
+
+
+def paired_rows(cells: list[dict], metrics: dict[str, FinetuneMetrics], predictions: dict[str, pd.DataFrame],
+                reference: str = REFERENCE, replicates: int = N_BOOTSTRAP) -> pd.DataFrame:
+    """Each method against `reference` on each task, paired by seed and by test example (the seeds both ran):
+    the difference in the task's metric in points (method − reference), its 95% bootstrap interval, the bootstrap
+    p and exact McNemar's p (specbasis.analysis.paired). Empty where the reference did not run."""
+    by = {(c["task"], c["method"], c["seed"]): c["model"] for c in cells}
+    rows = []
+    for (task, method) in dict.fromkeys((c["task"], c["method"]) for c in cells):
+        if method == reference:
+            continue
+        seeds = sorted(s for (t, m, s) in by if t == task and m == method and (task, reference, s) in by)
+        if not seeds:
+            continue
+        mine = [predictions[by[task, method, s]] for s in seeds]
+        theirs = [predictions[by[task, reference, s]] for s in seeds]
+        labels = mine[0]["label"].to_numpy()
+        for frame in mine + theirs:
+            if not np.array_equal(frame["label"].to_numpy(), labels):
+                raise ValueError(f"table1: the runs of {task} were tested on other examples ({method} vs "
+                                 f"{reference}); paired comparisons need the same test split")
+        metric = metrics[by[task, method, seeds[0]]].test_metric["name"]
+        r = paired_bootstrap(labels, np.stack([f["prediction"].to_numpy() for f in mine]),
+                             np.stack([f["prediction"].to_numpy() for f in theirs]), metric, replicates=replicates)
+        rows.append({"task": task, "method": method, "reference": reference, "metric": metric, "seeds": len(seeds),
+                     "examples": r.examples, "difference": 100 * r.difference, "low": 100 * r.low,
+                     "high": 100 * r.high, "p_bootstrap": r.p_bootstrap, "p_mcnemar": r.p_mcnemar,
+                     "method_only_right": r.a_only, "reference_only_right": r.b_only})
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+PAIRED_COLUMNS = ["task", "method", "reference", "metric", "seeds", "examples", "difference", "low", "high",
+                  "p_bootstrap", "p_mcnemar", "method_only_right", "reference_only_right"]
+
+
+def table1(runs: pd.DataFrame, task_columns: dict[str, str], paper: bool = False,
+           paired: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Methods x tasks (mean over seeds, the spread where there are several, and each seed's score), parameters,
+    the average over tasks, step time and peak memory (means over tasks), the inference cost, the paper's row each
+    method stands for; with `paired` (paired_rows) each method's difference from the reference per task, its
+    interval and p values; with `paper`, the paper's reported Table 1 rows below (source "paper, Table 1")."""
     out = []
     seeds = runs.groupby("method")["seed"].nunique().max() if len(runs) else 1
+    all_seeds = sorted(runs["seed"].unique()) if len(runs) else []
+    paired = paired if paired is not None else pd.DataFrame(columns=PAIRED_COLUMNS)
     for method, sub in runs.groupby("method", sort=False):
         row = {"method": method, "paper_row": PAPER_ROWS.get(method, ""), "source": "measured",
                "parameters": int(sub["parameters"].max())}
@@ -92,7 +134,17 @@ def table1(runs: pd.DataFrame, task_columns: dict[str, str], paper: bool = False
             row[column] = round(float(cell.mean()), 2) if len(cell) else np.nan
             if seeds > 1:
                 row[f"{column} sd"] = round(float(cell.std(ddof=1)), 2) if len(cell) > 1 else np.nan
+                for seed in all_seeds:
+                    one = sub[(sub["task"] == task) & (sub["seed"] == seed)]["score"]
+                    row[f"{column} seed {seed}"] = round(float(one.iloc[0]), 2) if len(one) else np.nan
             means.append(row[column])
+            versus = paired[(paired["task"] == task) & (paired["method"] == method)]
+            if len(versus):
+                v = versus.iloc[0]
+                row[f"{column} Δ"], row[f"{column} Δ low"], row[f"{column} Δ high"] = (
+                    round(float(v[k]), 2) for k in ("difference", "low", "high"))
+                row[f"{column} p"] = float(v["p_bootstrap"])
+                row[f"{column} p McNemar"] = float(v["p_mcnemar"]) if pd.notna(v["p_mcnemar"]) else np.nan
         row["average"] = round(float(np.nanmean(means)), 2) if means else np.nan
         row["step seconds"] = round(float(sub["step_seconds"].mean()), 4)
         row["step memory MiB"] = round(float(sub["peak_step_mib"].mean()), 1)
@@ -106,8 +158,12 @@ def table1(runs: pd.DataFrame, task_columns: dict[str, str], paper: bool = False
                    "average": average, "note": "reported (DeBERTa-v3-base, GLUE dev)"}
             row.update(dict(zip(PAPER_TASKS, scores)))
             out.append(row)
+    compared = [f"{c} {x}" for c in task_columns.values() for x in ("Δ", "Δ low", "Δ high", "p", "p McNemar")
+                if len(paired)]
+    per_seed = [f"{c} seed {s}" for c in task_columns.values() for s in all_seeds if seeds > 1]
     columns = (["method", "paper_row", "source", "parameters"] + [c for c in _task_order(task_columns, paper, seeds)]
-               + ["average", "step seconds", "step memory MiB", "peak memory MiB", "inference x base", "note"])
+               + ["average", "step seconds", "step memory MiB", "peak memory MiB", "inference x base"]
+               + compared + per_seed + ["note"])
     table = pd.DataFrame(out)
     for c in columns:
         if c not in table:
@@ -115,6 +171,30 @@ def table1(runs: pd.DataFrame, task_columns: dict[str, str], paper: bool = False
     if not paper:  # whole numbers, also beside the rows of methods not run
         table["parameters"] = table["parameters"].astype("Int64")
     return table[columns]
+
+
+def table1_display(table: pd.DataFrame, task_columns: dict[str, str], reference: str = REFERENCE) -> pd.DataFrame:
+    """table1 compactly, for its md and tex: per task the mean ± sd and, against the reference, the difference
+    with its 95% interval and the bootstrap p; parameters, average, step time and memory, inference cost."""
+    rows = []
+    names = list(dict.fromkeys([*task_columns.values(), *(c for c in PAPER_TASKS if c in table)]))
+    for _, r in table.iterrows():
+        row = {"method": r["method"], "source": r["source"], "parameters": r["parameters"]}
+        for c in names:
+            if c not in table or pd.isna(r[c]):
+                row[c] = ""
+                continue
+            sd = r.get(f"{c} sd")
+            row[c] = f"{r[c]:.2f}" + (f" ± {sd:.2f}" if sd is not None and pd.notna(sd) else "")
+            if f"{c} Δ" in table and pd.notna(r[f"{c} Δ"]):
+                row[f"{c} vs {reference}"] = (f"{r[f'{c} Δ']:+.2f} [{r[f'{c} Δ low']:+.2f}, {r[f'{c} Δ high']:+.2f}] "
+                                              f"p={r[f'{c} p']:.2g}")
+            elif f"{c} Δ" in table:
+                row[f"{c} vs {reference}"] = ""
+        for c in ("average", "step seconds", "step memory MiB", "inference x base"):
+            row[c] = r[c]
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _task_order(task_columns: dict[str, str], paper: bool, seeds: int) -> list[str]:

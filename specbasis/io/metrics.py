@@ -1,4 +1,5 @@
-"""metrics.json of a finetuned model, written and read by one typed record (`FinetuneMetrics`).
+"""metrics.json of a finetuned model, written and read by one typed record (`FinetuneMetrics`); beside it, its
+test predictions (test_predictions.csv: `write_predictions`, `read_predictions`).
 
 specbasis.training.finetune writes it; table1, table5, fig5 (specbasis.analysis.peft), fig18's accuracies
 (specbasis.analysis.generalization) and the intervention sweep's split check read it, through this class
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 FILE = "metrics.json"
+PREDICTIONS_FILE = "test_predictions.csv"  # beside it: example, label, prediction of every test example
 CLASSIFICATION_ONLY = ("test_accuracy", "val_accuracy", "step0_test_accuracy", "chance_accuracy",
                        "majority_accuracy")
 
@@ -135,3 +137,24 @@ class FinetuneMetrics:
     def trained_every_parameter(self) -> bool:
         """Full finetuning: every parameter of the model trained."""
         return self.parameter_counts["trainable"] == self.parameter_counts["base"]
+
+
+def write_predictions(folder: str | Path, labels, predictions) -> Path:
+    """The run's test predictions (class labels, or the one output of a regression head) beside its metrics, in
+    the order of the test split: what paired comparisons of two runs read (specbasis.analysis.paired)."""
+    import pandas as pd
+
+    path = Path(folder) / PREDICTIONS_FILE
+    pd.DataFrame({"example": range(len(labels)), "label": labels, "prediction": predictions}).to_csv(path, index=False)
+    return path
+
+
+def read_predictions(folder: str | Path) -> "pd.DataFrame":
+    """example, label, prediction of a model folder's test predictions (write_predictions)."""
+    import pandas as pd
+
+    path = Path(folder) / PREDICTIONS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no test predictions (runs from before they were saved have none); "
+                                f"rerun the finetune")
+    return pd.read_csv(path)

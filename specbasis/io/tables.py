@@ -87,9 +87,12 @@ def to_latex(table: pd.DataFrame) -> str:
     return text.replace("Δ", r"$\Delta$")
 
 
-def write_table(table: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike, tex: str | os.PathLike) -> None:
-    """A results table as CSV, markdown and LaTeX, each written atomically."""
+def write_table(table: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike, tex: str | os.PathLike,
+                display: pd.DataFrame | None = None) -> None:
+    """A results table as CSV, markdown and LaTeX, each written atomically; `display`: a compact form of it for the
+    markdown and LaTeX (the CSV keeps every column)."""
     write_csv(table, csv)
-    for path, text in ((md, to_markdown(table)), (tex, to_latex(table))):
+    shown = table if display is None else display
+    for path, text in ((md, to_markdown(shown)), (tex, to_latex(shown))):
         with atomic_path(path) as tmp:
             tmp.write_text(text)

@@ -12,7 +12,8 @@ The output folder is written atomically (a temporary folder beside it, renamed a
 the model in its library's own format (an adapter merged into the weights, its own files in adapter/:
 Adapted.save; a method that cannot merge, the bottleneck adapters, leaves the weights as they were and its
 adapter in adapter/, loaded with methods.apply.load_trained), `preprocess.json` (how inputs were made) and
-`metrics.json`. Before the rename the saved model is loaded back and must reproduce the trained (unmerged)
+`metrics.json`, and `test_predictions.csv` (every test example's label and prediction, for paired
+comparisons of runs). Before the rename the saved model is loaded back and must reproduce the trained (unmerged)
 model's logits. `inference` records the forward's cost against the base model's (1 for a merged adapter;
 timed for one that cannot merge: inference_cost).
 
@@ -56,7 +57,7 @@ from specbasis.methods.apply import load_trained, prepare
 from specbasis.data import Splits
 from specbasis.models import (PREPROCESS_FILE, REGRESSION_LABEL, load_classifier, logits_of, save_weights,
                               timm_config)
-from specbasis.io.metrics import FinetuneMetrics
+from specbasis.io.metrics import FinetuneMetrics, write_predictions
 from specbasis.io.store import atomic_dir
 from specbasis.training.loop import (Optimization, StepMemory, batch_order, clock, progress, seed_everything,
                                      setup_torch)
@@ -180,6 +181,7 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, setting
         metrics["adapter_files"] = adapted.save(tmp)  # before the merge: [] for full
         model = adapted.merge()  # the adapter merged into the weights: a plain model
         save_finetuned(model, preprocess, splits, base_dir, tmp)
+        write_predictions(tmp, splits.test.y, predictions(result.test_logits, splits.task_type))
         metrics["reload_max_abs_diff"] = _reload_check(tmp, family, splits.num_classes, head, expected)
         metrics["seconds"] = time.perf_counter() - t_start
         record = FinetuneMetrics.from_dict(metrics, "finetune")  # the one typed record of metrics.json

@@ -208,3 +208,38 @@ def test_sweep_table_and_its_summary():
     assert len(fig.axes) == 1
     note = fig5(pd.DataFrame(columns=peft_results.SWEEP_COLUMNS))
     assert note.axes[0].texts
+
+
+def test_table1_compares_every_method_with_the_spectral_adapter_paired_by_seed_and_example():
+    """3 seeds, 400 test examples: spectral right on the first 300 (every seed); full right on 320 (20 more);
+    bitfit right on 280 (20 fewer). Paired, full's difference is +5 points with an interval above 0."""
+    import pandas as pd
+
+    n = 400
+    labels = np.zeros(n, int)
+    right = {"spectral": 300, "full": 320, "bitfit": 280}
+    cells = [{"task": "a", "method": meth, "seed": s, "model": f"a-{meth}-{s}"} for meth in right for s in (0, 1, 2)]
+    predictions, metrics = {}, {}
+    for c in cells:
+        pred = np.ones(n, int)
+        pred[: right[c["method"]]] = 0
+        predictions[c["model"]] = pd.DataFrame({"example": range(n), "label": labels, "prediction": pred})
+        metrics[c["model"]] = _metrics(right[c["method"]] / n + 0.001 * c["seed"], c["method"])
+    paired = peft_results.paired_rows(cells, metrics, predictions, replicates=500)
+    assert list(paired["method"]) == ["full", "bitfit"] and set(paired["seeds"]) == {3}
+    full = paired.set_index("method").loc["full"]
+    assert full["difference"] == pytest.approx(5.0) and 0 < full["low"] < 5 < full["high"]
+    assert full["method_only_right"] == 60 and full["reference_only_right"] == 0   # 20 examples x 3 seeds
+    assert full["p_mcnemar"] == pytest.approx(2 * 0.5 ** 60) and full["p_bootstrap"] < 0.01
+    assert paired.set_index("method").loc["bitfit", "difference"] == pytest.approx(-5.0)
+    table = peft_results.table1(peft_results.run_rows(cells, metrics), {"a": "A"}, paired=paired).set_index("method")
+    assert table.loc["full", "A Δ"] == pytest.approx(5.0) and np.isnan(table.loc["spectral", "A Δ"])
+    assert table.loc["full", "A seed 2"] == pytest.approx(100 * (320 / n + 0.002))
+    assert table.loc["full", "A p McNemar"] == pytest.approx(2 * 0.5 ** 60)
+    shown = peft_results.table1_display(table.reset_index(), {"a": "A"}).set_index("method")
+    assert shown.loc["full", "A vs spectral"].startswith("+5.00 [") and shown.loc["spectral", "A vs spectral"] == ""
+    assert shown.loc["full", "A"] == f"{100 * (320 / n + 0.001):.2f} ± 0.10"
+    # tested on other examples: refused
+    predictions["a-full-1"] = predictions["a-full-1"].assign(label=1)
+    with pytest.raises(ValueError, match="tested on other examples"):
+        peft_results.paired_rows(cells, metrics, predictions, replicates=10)

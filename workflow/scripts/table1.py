@@ -1,4 +1,5 @@
-"""Table 1: every finetuning method of the peft grid x its tasks: test score, parameters, step time, memory.
+"""Table 1: every finetuning method of the peft grid x its tasks: test score, parameters, step time, memory, and
+each method against the spectral adapter, paired by seed and test example (analysis.peft.paired_rows).
 
 Snakemake: input.runs (the runs' model folders), params.cells (task, method, seed, model of each cell),
 params.columns ({dataset: column}), params.paper (add the paper's reported rows), output.csv/md/tex, log[0].
@@ -6,7 +7,8 @@ params.columns ({dataset: column}), params.paper (add the paper's reported rows)
 import logging
 
 from specbasis.logs import setup_logging
-from specbasis.analysis.peft import read_metrics, run_rows, table1
+from specbasis.analysis.peft import paired_rows, read_metrics, run_rows, table1, table1_display
+from specbasis.io.metrics import read_predictions
 from specbasis.io.tables import write_table
 
 
@@ -17,7 +19,14 @@ def main(cells: list[dict], columns: dict, paper: bool, csv: str, md: str, tex: 
         logging.getLogger("specbasis").info("%s %s seed %d: %.2f (%s), %d parameters, %.3f s/step", row.task,
                                             row.method, row.seed, row.score, row.metric, row.parameters,
                                             row.step_seconds)
-    write_table(table1(runs, columns, paper=paper), csv, md, tex)
+    predictions = {c["model"]: read_predictions(f"results/models/{c['model']}") for c in cells}
+    paired = paired_rows(cells, metrics, predictions)
+    for row in paired.itertuples():
+        logging.getLogger("specbasis").info("%s %s - %s over %d seeds: %+.2f [%+.2f, %+.2f], p %.3g (bootstrap), "
+                                            "%s (McNemar)", row.task, row.method, row.reference, row.seeds,
+                                            row.difference, row.low, row.high, row.p_bootstrap, row.p_mcnemar)
+    table = table1(runs, columns, paper=paper, paired=paired)
+    write_table(table, csv, md, tex, display=table1_display(table, columns))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""Paired comparisons of two finetuning methods run on the same seeds and scored on the same test examples.
+
+Two tests, both on the per-example predictions each run saves (metrics.json `test_predictions`):
+
+    bootstrap   the difference of the task's metric (method a − method b, mean over seeds), its 95% interval and
+                a two-sided p value, from B replicates that each draw the test examples with replacement (the same
+                draw for both methods and every seed: the pairing by example) and the seeds with replacement (the
+                same seeds for both methods: the pairing by seed). The interval is the replicates' percentiles; p
+                is twice the smaller tail of the replicates at 0, (1 + count) / (1 + B), capped at 1. Any metric
+                of specbasis.glue_metrics (accuracy vectorised; Matthews, F1, Pearson recomputed per replicate).
+    McNemar     exact, on correctness pooled over the seeds (classification): n01 = pairs (example, seed) that a
+                gets right and b wrong, n10 the reverse; p = the two-sided binomial test of n01 against
+                n01 + n10 at 1/2 (scipy.stats.binomtest). It ignores that the seeds share examples.
+
+Torch-free; unit-tested against cases with known answers (tests/analysis/test_paired.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binomtest
+
+from specbasis import glue_metrics
+
+N_BOOTSTRAP = 2000
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Paired:
+    """a − b: the difference of the means over seeds, its interval and p values."""
+
+    difference: float
+    low: float
+    high: float
+    p_bootstrap: float
+    p_mcnemar: float | None   # None for a metric of a regression task (no correctness)
+    a_only: int | None        # McNemar's discordant counts, pooled over seeds: a right and b wrong
+    b_only: int | None        # b right and a wrong
+    seeds: int
+    examples: int
+    replicates: int
+
+    def as_dict(self, prefix: str = "") -> dict:
+        return {f"{prefix}{k}": v for k, v in self.__dict__.items()}
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, int, int]:
+    """(p, n01, n10) of the exact two-sided McNemar test on paired correctness (any shape, pooled)."""
+    a, b = np.asarray(correct_a, bool).ravel(), np.asarray(correct_b, bool).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"mcnemar: {a.shape} and {b.shape} correctness values do not pair up")
+    n01, n10 = int((a & ~b).sum()), int((~a & b).sum())
+    p = 1.0 if n01 + n10 == 0 else float(binomtest(n01, n01 + n10, 0.5).pvalue)
+    return p, n01, n10
+
+
+def paired_bootstrap(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, metric: str = "accuracy", *,
+                     replicates: int = N_BOOTSTRAP, seed: int = 0, level: float = LEVEL) -> Paired:
+    """Method a against method b: y (n,) the test targets; pred_a, pred_b (seeds, n) the predictions of each
+    method's runs, seed by seed in the same order. Returns the difference in the metric's own units."""
+    y = np.asarray(y)
+    pred_a, pred_b = np.atleast_2d(pred_a), np.atleast_2d(pred_b)
+    if pred_a.shape != pred_b.shape or pred_a.shape[1] != len(y):
+        raise ValueError(f"paired_bootstrap: predictions {pred_a.shape} and {pred_b.shape} do not pair up over "
+                         f"{len(y)} examples")
+    seeds, n = pred_a.shape
+    if n == 0:
+        raise ValueError("paired_bootstrap: no examples")
+    scorer = glue_metrics.SCORERS[metric]
+    rng = np.random.default_rng(seed)
+    draw_seeds = rng.integers(0, seeds, size=(replicates, seeds))
+    draw_examples = rng.integers(0, n, size=(replicates, n))
+    if metric == "accuracy":
+        diff = (pred_a == y).astype(np.float64) - (pred_b == y).astype(np.float64)   # (seeds, n)
+        observed = float(diff.mean())
+        per_seed = np.stack([diff[s][draw_examples].mean(axis=1) for s in range(seeds)], axis=1)  # (B, seeds)
+    else:
+        observed = float(np.mean([scorer(y, pred_a[s]) - scorer(y, pred_b[s]) for s in range(seeds)]))
+        per_seed = np.array([[scorer(y[idx], pred_a[s, idx]) - scorer(y[idx], pred_b[s, idx]) for s in range(seeds)]
+                             for idx in draw_examples])
+    stats = np.take_along_axis(per_seed, draw_seeds, axis=1).mean(axis=1)   # (B,) seeds drawn per replicate
+    stats = stats[np.isfinite(stats)]  # a replicate where a correlation is undefined
+    tail = (1 - level) / 2
+    low, high = (float(q) for q in np.quantile(stats, [tail, 1 - tail]))
+    p = min(1.0, 2 * (1 + min(int((stats <= 0).sum()), int((stats >= 0).sum()))) / (1 + len(stats)))
+    if np.all(stats == 0):
+        p = 1.0
+    if metric in ("pearson", "spearman"):
+        p_mc, a_only, b_only = None, None, None
+    else:
+        p_mc, a_only, b_only = mcnemar(pred_a == y, pred_b == y)
+    return Paired(observed, low, high, p, p_mc, a_only, b_only, seeds, n, len(stats))
