@@ -40,6 +40,7 @@ split too: the score is then no longer the task's GLUE validation score.)
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import gzip
 import json
 import re
@@ -134,6 +135,7 @@ class Splits:
     full_sizes: dict[str, int] = field(default_factory=dict)  # sizes before max_train / max_eval
     task_type: str = "classification"  # one of TASK_TYPES: int64 labels, or float64 targets
     task: str | None = None  # the GLUE task (glue_metrics picks its metric by it); None for other formats
+    test_withheld: bool = False  # validation_only(): `test` is the validation part
 
     def __post_init__(self):
         if self.task_type not in TASK_TYPES:
@@ -153,6 +155,11 @@ class Splits:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+    def validation_only(self) -> "Splits":
+        """The splits with the test part withheld: its place taken by the validation part, so that whatever a run
+        scores on "test" is the validation split (choosing a setting must never see the test split)."""
+        return dataclasses.replace(self, test=self.val, full_sizes={**self.full_sizes, "test": 0}, test_withheld=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -145,7 +145,8 @@ TINY_PEFT = {
     "base": "bert-x10",
     "tasks": {"reviews": {"steps": 120}},
     "methods": {"full": {"method": "full"},
-                "spectral": {"method": "spectral", "k": 0, "m": 8, "targets": _LAST_FFN, "lr": 2e-2},
+                "spectral": {"method": "spectral", "k": 0, "m": 8, "targets": _LAST_FFN, "lr": 2e-2,
+                             "lr_candidates": [2e-3, 2e-2]},   # results/peft/lr_selection.csv (not part of all)
                 "psoft": {"method": "psoft", "r": 8, "targets": _LAST_FFN, "lr": 2e-2},
                 "bitfit": {"method": "bitfit", "lr": 2e-2},
                 "lora_kaiming": {"method": "lora", "r": 2, "targets": {"layers": "all", "kinds": ["attn_q", "attn_v", "ffn_in", "ffn_out"]},

@@ -209,6 +209,34 @@ def task_columns(tasks: list[str], datasets: dict) -> dict[str, str]:
     return {t: GLUE_COLUMNS.get(datasets[t].get("task"), t) for t in tasks}
 
 
+SELECTION_COLUMNS = ["task", "method", "lr", "seed", "model", "metric", "val_score", "chosen", "configured_lr",
+                     "configured_is_chosen"]
+
+
+def lr_selection(cells: list[dict], metrics: dict[str, FinetuneMetrics]) -> pd.DataFrame:
+    """The learning-rate selection (specbasis.plan.peft.selection_cells): every candidate's validation score in
+    percent, and per (task, method) the best one chosen (ties: the candidate listed first). Reads each run's
+    validation metric alone, and refuses a run that was not trained with the test split withheld."""
+    rows = []
+    for c in cells:
+        m = metrics[c["model"]]
+        if not m.validation_only:
+            raise ValueError(f"lr selection: {c['model']} was not trained with the test split withheld "
+                             f"(validation_only); a setting is chosen on validation alone")
+        value = m.val_metric["value"]
+        rows.append({**c, "metric": m.val_metric["name"], "val_score": np.nan if value is None else 100.0 * value})
+    table = pd.DataFrame(rows, columns=[c for c in SELECTION_COLUMNS if c not in ("chosen", "configured_is_chosen")])
+    table["chosen"] = False
+    for _, sub in table.groupby(["task", "method"], sort=False):
+        scored = sub["val_score"].dropna()
+        if len(scored):
+            table.loc[scored.index[scored.to_numpy().argmax()], "chosen"] = True
+    chosen = table[table["chosen"]].set_index(["task", "method"])["lr"]
+    table["configured_is_chosen"] = [chosen.get((t, m)) == lr for t, m, lr in
+                                     zip(table["task"], table["method"], table["configured_lr"])]
+    return table[SELECTION_COLUMNS]
+
+
 def table5(settings: dict[str, dict[str, dict]], columns: dict[str, str]) -> pd.DataFrame:
     """Per task: epochs or steps, batch size, max length, warm-up, weight decay and the learning rates used.
     settings: {task: {method: resolved training settings}}; methods that share a learning rate are listed

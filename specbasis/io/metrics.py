@@ -17,7 +17,8 @@ written.
     parameter_counts (trainable, adapter, head, base), adapter_config, seconds_prepare, step_seconds_mean,
     step_seconds_median, step_seconds_first, peak_memory, versions, test_logits_head, [prefix_cache],
     adapter_files, reload_max_abs_diff, seconds, [inference] ({mergeable, forward_ratio: the forward's time against
-    the base model's, 1 for a merged adapter; timed ones add forward_seconds_adapted/_base, batch, reps, device})
+    the base model's, 1 for a merged adapter; timed ones add forward_seconds_adapted/_base, batch, reps, device}),
+    [validation_only] (true: the test split was withheld, `test` scores are the validation split's)
 """
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ class FinetuneMetrics:
     reload_max_abs_diff: float | None = None
     seconds: float | None = None
     inference: dict | None = None       # {mergeable, forward_ratio, ...}: runs since the bottleneck adapters
+    validation_only: bool = False       # the test split withheld: "test" is the validation split (lr selection)
 
     def applies(self, name: str) -> bool:
         """Whether the field belongs in this run's file."""
@@ -99,6 +101,8 @@ class FinetuneMetrics:
             return self.modality != "text"
         if name in ("prefix_cache", "inference"):
             return getattr(self, name) is not None
+        if name == "validation_only":
+            return self.validation_only
         return True
 
     def to_dict(self) -> dict[str, Any]:

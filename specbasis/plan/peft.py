@@ -24,7 +24,15 @@ A run's training settings: `train` (else finetune.<modality>), then the task's o
 size is known. The seed of a run seeds the head's initialisation, the batch order and dropout; the data split is
 the suite's `seed`'s for every run, so every seed is tested on the same examples.
 
-Names: table1's runs are `peft-<task>-<method>-s<seed>`; a run whose settings and method equal those of a model the
+Learning rates are chosen on validation only, by the workflow: a row of `methods` may list `lr_candidates`; the
+target results/peft/lr_selection.csv (not part of `all`) trains each candidate on `select_lr`'s task (default: the
+first task) with one seed (default: the suite's), scores it on the validation split alone (the runs' test split is
+withheld: `validation_only`), and lists every score and the best; the row's `lr` then carries the chosen value.
+
+    methods: {lora_kaiming: {method: lora, ..., lr: 1.0e-3, lr_candidates: [3.0e-4, 1.0e-3, 3.0e-3]}}
+    select_lr: {task: rotten_tomatoes, seed: 0}
+
+Names: table1's runs are `peft-<task>-<method>-s<seed>`; the selection's `lrsel-<task>-<method>-lr<lr>-s<seed>`; a run whose settings and method equal those of a model the
 suite already finetunes (`full` on a task of `finetune:`) is that model, not a second run. fig5's runs are named by
 what they train, `fig5-L<blocks>-k<k>-m<m>-s<seed>`, so a point two panels share runs once.
 """
@@ -60,6 +68,7 @@ class Run:
     points: list = field(default_factory=list)  # fig5: [(sweep, x)] this run is a point of
     layers: list | None = None  # fig5: the adapted blocks
     reuse: str | None = None   # table1: an existing model of the suite with these very settings
+    validation_only: bool = False  # lr selection: scored on the validation split, the test split withheld
 
     @property
     def first_layer(self) -> int | None:
@@ -80,13 +89,52 @@ def table_runs(config: dict) -> list[Run]:
     runs = []
     for task, overrides in section["tasks"].items():
         for row, entry in section["methods"].items():
-            entry = dict(entry)
-            lr = entry.pop("lr", None)
+            entry, lr, _ = method_entry(entry)
             train = {**(overrides or {}), **({"lr": lr} if lr is not None else {})}
             for seed in section.get("seeds", [config.get("seed", 0)]):
                 runs.append(Run(f"peft-{task}-{row}-s{seed}", task, seed, entry, train, row=row,
                                 reuse=_existing(config, section, task, seed, entry, train)))
     return runs
+
+
+def method_entry(entry: dict) -> tuple[dict, float | None, list]:
+    """A row of peft.methods: (its method spec, its lr, its lr candidates)."""
+    entry = dict(entry)
+    return entry, entry.pop("lr", None), list(entry.pop("lr_candidates", []))
+
+
+def selection_task(config: dict) -> tuple[str, int]:
+    """(task, seed) the learning rates are selected on: peft.select_lr's, default the first task, the suite's seed."""
+    section = config["peft"]
+    chosen = section.get("select_lr") or {}
+    return chosen.get("task", next(iter(section["tasks"]))), chosen.get("seed", config.get("seed", 0))
+
+
+def selection_runs(config: dict) -> list[Run]:
+    """The learning-rate selection's runs (not part of `all`: results/peft/lr_selection.csv): every candidate of
+    every method that lists `lr_candidates`, trained with the task's settings and one seed, and scored on the
+    validation split alone (validation_only: the test split is withheld from these runs)."""
+    section = config["peft"]
+    task, seed = selection_task(config)
+    overrides = section["tasks"].get(task) or {}
+    runs = []
+    for row, entry in section["methods"].items():
+        method, _, candidates = method_entry(entry)
+        for lr in candidates:
+            runs.append(Run(f"lrsel-{task}-{row}-lr{lr:g}-s{seed}", task, seed, method, {**overrides, "lr": lr},
+                            row=row, validation_only=True))
+    return runs
+
+
+def selection_cells(config: dict) -> list[dict]:
+    """The selection's cells: {task, method (row), lr, configured_lr, seed, model}."""
+    section = config["peft"]
+    configured = {row: method_entry(e)[1] for row, e in section["methods"].items()}
+    default = _train_settings(config, section).get("lr")
+    task_lr = (section["tasks"].get(selection_task(config)[0]) or {}).get("lr", default)
+    return [{"task": r.task, "method": r.row, "lr": r.train["lr"], "seed": r.seed, "model": r.name,
+             "configured_lr": configured[r.row] if configured[r.row] is not None else task_lr}
+            for r in selection_runs(config)]
 
 
 def _existing(config, section, task, seed, method, train) -> str | None:
@@ -147,14 +195,16 @@ def model_entries(config: dict) -> dict[str, dict]:
     section = config["peft"]
     base = config["models"][section["base"]]
     out = {}
-    for run in table_runs(config) + sweep_runs(config):
+    for run in table_runs(config) + sweep_runs(config) + selection_runs(config):
         if run.reuse:
             continue
         # step 0's test score (a fresh head on the frozen backbone) says nothing about a method: not measured
         train = {"eval_step0": False, **section.get("train", {}), **run.train}
-        out[run.name] = {"family": base["family"], "task": f"{run.task}, {run.row or 'fig5 point'} (peft grid)",
+        what = "lr selection" if run.validation_only else run.row or "fig5 point"
+        out[run.name] = {"family": base["family"], "task": f"{run.task}, {what} (peft grid)",
                          "finetune": {"from": section["base"], "dataset": run.task, "method": copy.deepcopy(run.method),
-                                      "seed": run.seed, "train": train}}
+                                      "seed": run.seed, "train": train,
+                                      **({"validation_only": True} if run.validation_only else {})}}
     return out
 
 
@@ -246,12 +296,15 @@ def peft_problems(config: dict) -> list[str]:
         if overrides and "steps" in overrides and "epochs" in overrides:
             problems.append(f"peft.tasks.{task}: give steps or epochs, not both")
     for row, entry in section["methods"].items():
-        entry = dict(entry)
-        entry.pop("lr", None)
+        entry, _, _ = method_entry(entry)
         try:
             parse_method(entry)
         except ValueError as e:
             problems.append(f"peft.methods.{row}: {e}")
+    chosen = section.get("select_lr") or {}
+    if chosen.get("task") is not None and chosen["task"] not in section["tasks"]:
+        problems.append(f"peft.select_lr.task: {chosen['task']!r} is not a task of peft.tasks; allowed: "
+                        f"{', '.join(section['tasks'])}")
     sweeps = section.get("sweeps")
     if sweeps:
         if len(set(sweeps["seeds"])) != len(sweeps["seeds"]):
@@ -276,7 +329,7 @@ def peft_problems(config: dict) -> list[str]:
             problems.append(f"peft.sweeps.cache_prefix: the prefix cache is for text models; {base!r} is {family}")
     if problems:
         return problems
-    names = [r.name for r in table_runs(config) + sweep_runs(config) if not r.reuse]
+    names = [r.name for r in table_runs(config) + sweep_runs(config) + selection_runs(config) if not r.reuse]
     clash = sorted(set(names) & set(models))
     if clash:
         problems.append(f"peft: the grid's model names {clash} are models of `models` already; rename those models")

@@ -120,6 +120,7 @@ class Plan:
             "train_seed": finetune.get("seed", self.config["seed"]),  # the head's init, the batch order, dropout
             "device": self.config["device"],
             "method": finetune.get("method"),
+            **({"validation_only": True} if finetune.get("validation_only") else {}),  # the lr selection's runs
             **self.config["finetune"].get(modality(spec["family"]), {}),
             **finetune.get("train", {}),
         }
@@ -274,6 +275,10 @@ class Plan:
     def peft_sweep_points(self) -> list[dict]:
         """fig5's points ([] without a peft section or its sweeps)."""
         return peft.sweep_models(self.config) if self.peft else []
+
+    def lr_selection_cells(self) -> list[dict]:
+        """The learning-rate selection's runs (peft.selection_cells; [] without a peft section or candidates)."""
+        return peft.selection_cells(self.config) if self.peft else []
 
     def table5_settings(self) -> dict:
         """{task: {method: resolved training settings}} of table1's runs ({} without a peft section)."""

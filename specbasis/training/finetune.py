@@ -164,7 +164,8 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, setting
                    "method": method.to_dict(), "targets": adapted.targets,
                    "trainable_parameters": adapted.counts["trainable"], "parameter_counts": adapted.counts,
                    "adapter_config": adapted.config, "seconds_prepare": seconds_prepare, **run.step_timing(),
-                   "versions": _versions(splits.modality, method.libraries)}
+                   "versions": _versions(splits.modality, method.libraries),
+                   **({"validation_only": True} if splits.test_withheld else {})}
     metrics["inference"] = inference_cost(adapted, preprocess, splits, dev, s.eval_batch_size)
     model.cpu()  # the whole model again, for the checks and the save
     head = select(splits.test.x, np.arange(min(N_LOGITS_RECORDED, len(splits.test))))

@@ -243,3 +243,58 @@ def test_table1_compares_every_method_with_the_spectral_adapter_paired_by_seed_a
     predictions["a-full-1"] = predictions["a-full-1"].assign(label=1)
     with pytest.raises(ValueError, match="tested on other examples"):
         peft_results.paired_rows(cells, metrics, predictions, replicates=10)
+
+
+# ------------------------------------------------------------------------------------------- lr selection
+
+def test_lr_candidates_plan_validation_only_runs_outside_all(default):
+    from specbasis.plan import Plan
+
+    config = copy.deepcopy(default)
+    config["peft"]["methods"]["spectral"]["lr_candidates"] = [3e-3, 1e-2]
+    config["peft"]["methods"]["bitfit"]["lr_candidates"] = [1e-3]
+    validate_config(config)
+    runs = peft_grid.selection_runs(config)
+    assert [r.name for r in runs] == ["lrsel-rotten_tomatoes-spectral-lr0.003-s0",
+                                      "lrsel-rotten_tomatoes-spectral-lr0.01-s0", "lrsel-rotten_tomatoes-bitfit-lr0.001-s0"]
+    assert all(r.validation_only and r.train == {"steps": 100, "lr": r.train["lr"]} for r in runs)
+    plan = Plan(config)
+    entry = plan.models["lrsel-rotten_tomatoes-spectral-lr0.01-s0"]
+    assert entry["finetune"]["validation_only"] is True and entry["finetune"]["method"]["m"] == 150
+    settings = plan.finetune_settings("lrsel-rotten_tomatoes-spectral-lr0.01-s0")
+    assert settings["validation_only"] is True and settings["lr"] == 1e-2
+    assert "validation_only" not in plan.finetune_settings("peft-rotten_tomatoes-spectral-s0")
+    assert not any("lr_selection" in t or "lrsel" in t for t in plan.all_targets())
+    cells = plan.lr_selection_cells()
+    assert [(c["method"], c["lr"], c["configured_lr"]) for c in cells] == [
+        ("spectral", 3e-3, 1e-2), ("spectral", 1e-2, 1e-2), ("bitfit", 1e-3, 3e-3)]
+    # table1's runs are as before: the candidates change nothing of them
+    assert [r.train for r in peft_grid.table_runs(config)] == [r.train for r in peft_grid.table_runs(default)]
+    config["peft"]["select_lr"] = {"task": "political", "seed": 4}
+    assert peft_grid.selection_runs(config)[0].name == "lrsel-political-spectral-lr0.003-s4"
+    config["peft"]["select_lr"] = {"task": "mnli"}
+    assert any("peft.select_lr.task: 'mnli' is not a task of peft.tasks" in p for p in peft_grid.peft_problems(config))
+
+
+class ValidationOnly:
+    """A run's metrics that fail the test on any read of a test score: the selection must read validation alone."""
+
+    def __init__(self, val: float, validation_only: bool = True):
+        self.val_metric = {"name": "accuracy", "value": val}
+        self.validation_only = validation_only
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the lr selection read {name} of a run")
+
+
+def test_lr_selection_chooses_on_validation_and_never_reads_a_test_score():
+    cells = [{"task": "t", "method": meth, "lr": lr, "seed": 0, "model": f"{meth}-{lr}", "configured_lr": 1e-3}
+             for meth in ("a", "b") for lr in (1e-3, 3e-3, 1e-2)]
+    val = {"a-0.001": 0.70, "a-0.003": 0.75, "a-0.01": 0.72, "b-0.001": 0.80, "b-0.003": 0.80, "b-0.01": None}
+    table = peft_results.lr_selection(cells, {m: ValidationOnly(v) for m, v in val.items()})
+    chosen = table[table["chosen"]].set_index("method")
+    assert chosen.loc["a", "lr"] == 3e-3 and chosen.loc["b", "lr"] == 1e-3   # a tie: the candidate listed first
+    assert chosen.loc["a", "val_score"] == pytest.approx(75.0) and len(table) == 6 and np.isnan(table["val_score"][5])
+    assert list(table["configured_is_chosen"]) == [False] * 3 + [True] * 3
+    with pytest.raises(ValueError, match="not trained with the test split withheld"):
+        peft_results.lr_selection(cells[:1], {"a-0.001": ValidationOnly(0.7, validation_only=False)})

@@ -82,7 +82,7 @@ def test_plan_of_the_paper_suite(paper):
 def test_plan_of_the_tiny_suite(tiny):
     plan = Plan(tiny)
     assert plan.fetched == ["bert", "bert-x10", "effnet", "jepa", "jepa-ft"]
-    assert len(plan.finetuned) == 2 + 14  # bert-rt and effnet-digits, the grid's 6 methods and fig5's 8 runs
+    assert len(plan.finetuned) == 2 + 16  # bert-rt and effnet-digits, the grid's 6 methods, fig5's 8, lr selection's 2
     assert plan.edited == ["bert-rt", "effnet-digits"] and plan.figures == ALL_FIGURES
     assert plan.trained_pair_models() == ["bert-rt", "effnet-digits"]
     assert plan.tested_pairs == ["bert-rt", "bert-self", "effnet-digits"]  # jepa: no accuracy

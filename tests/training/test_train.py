@@ -393,3 +393,22 @@ def test_text_preprocess_takes_sentence_pairs(bert_dir):
     assert got["token_type_ids"][0].max() == 1  # the second sentence has its own segment
     single = pre(["the film is great"])
     assert single["token_type_ids"].max() == 0
+
+
+def test_a_validation_only_run_never_sees_the_test_split(bert_dir, tmp_path):
+    """The lr selection's runs: the test part withheld, the validation part in its place, and the run says so."""
+    from specbasis.io.metrics import read_predictions
+
+    splits = text_splits()
+    held = splits.validation_only()
+    assert held.test is held.val and held.test_withheld and held.full_sizes["test"] == 0
+    assert not splits.test_withheld and splits.test is not splits.val
+    metrics = finetune(bert_dir, "bert", held, tmp_path / "m", **{**TEXT_SETTINGS, "steps": 3, "eval_every": 100},
+                       eval_step0=False)
+    assert metrics["validation_only"] is True and metrics["test_metric"] == metrics["val_metric"]
+    predictions = read_predictions(tmp_path / "m")
+    np.testing.assert_array_equal(predictions["label"].to_numpy(), splits.val.y)
+    plain = finetune(bert_dir, "bert", splits, tmp_path / "p", **{**TEXT_SETTINGS, "steps": 3, "eval_every": 100},
+                     eval_step0=False)
+    assert "validation_only" not in plain
+    np.testing.assert_array_equal(read_predictions(tmp_path / "p")["label"].to_numpy(), splits.test.y)

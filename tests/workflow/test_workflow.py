@@ -518,6 +518,20 @@ def test_table1_holds_every_method_measured_in_this_run(run):
         assert "spectral" in (run / f"results/table1.{suffix}").read_text()
 
 
+def test_the_lr_selection_target_trains_each_candidate_on_validation_alone(run):
+    """Not part of `all` (nothing of it was built); its own target trains spectral's two candidates with the test
+    split withheld and writes every validation score and the choice."""
+    assert not list((run / "results/models").glob("lrsel-*")) and not (run / "results/peft/lr_selection.csv").exists()
+    snakemake(run, "results/peft/lr_selection.csv", "--configfile", str(run / "config.yaml"))
+    table = pd.read_csv(run / "results/peft/lr_selection.csv")
+    assert list(table["lr"]) == [2e-3, 2e-2] and set(table["method"]) == {"spectral"} and table["chosen"].sum() == 1
+    for row in table.itertuples():
+        metrics = _metrics(run, row.model)
+        assert metrics["validation_only"] is True and metrics["sizes"]["test"] == metrics["sizes"]["val"]
+        assert row.val_score == pytest.approx(100 * metrics["val_metric"]["value"])
+    assert table.loc[table["chosen"], "val_score"].iloc[0] == table["val_score"].max()
+
+
 def test_a_spectral_finetune_changes_only_its_block_of_the_pretrained_svd(run):
     """U^T (W - W0) V is zero outside [k, m) x [k, m) for the adapted matrices; every other matrix is unchanged."""
     from safetensors.numpy import load_file

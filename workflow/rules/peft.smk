@@ -83,3 +83,18 @@ rule fig5:
         task=PLAN.peft["sweeps"]["task"] if PLAN.peft and PLAN.peft.get("sweeps") else "",
     script:
         "../scripts/fig5.py"
+
+
+# Not part of `all`: the learning rates of table1's methods chosen on validation (peft.methods.<row>.lr_candidates;
+# specbasis.plan.peft). Each candidate trains once on peft.select_lr's task with its test split withheld.
+rule lr_selection:
+    input:
+        runs=peft_run_dirs(PLAN.lr_selection_cells()),
+    output:
+        "results/peft/lr_selection.csv",
+    log:
+        "logs/peft/lr_selection.log",
+    params:
+        cells=PLAN.lr_selection_cells(),
+    script:
+        "../scripts/lr_selection.py"

@@ -15,6 +15,8 @@ def main(base: str, data: str, out: str, settings: dict, threads: int, cache: st
     task = {"task": settings["task"]} if settings.get("task") else {}
     splits = load_splits(settings["format"], Path(data), settings["seed"], **task,
                          max_train=settings.get("max_train"), max_eval=settings.get("max_eval"))
+    if settings.get("validation_only"):  # the lr selection's runs: the test split withheld, val in its place
+        splits = splits.validation_only()
     train = FinetuneSettings.from_mapping({  # epochs (the paper's Table 5): steps from the training split's size
         **{k: settings[k] for k in CONFIG_KEYS if k in settings}, "seed": settings.get("train_seed", settings["seed"]),
         "device": settings["device"], "threads": min(threads, os.cpu_count() or 1)})
