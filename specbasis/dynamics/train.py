@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 STREAMS = {"order": 1, "mask": 2, "val_mask": 3, "shuffle": 4}  # (seed, k): one stream per kind of draw
 MODES = ("classify", "reconstruct", "classify_shuffled")
-SIM_COLUMNS = ["epoch", "reference", "layer", "kind", "side", "rank", "cos", "subspace", "dim"]
+SIM_COLUMNS = ["epoch", "reference", "layer", "kind", "side", "rank", "cos", "subspace", "dim", "displacement"]
 POST_COLUMNS = ["mode", "step", "epoch", "layer", "kind", "side", "rank", "cos", "subspace", "dim"]
 
 
@@ -369,13 +369,20 @@ def _compare(key: str, U0, Vh0, U1, Vh1, **cols) -> list[pd.DataFrame]:
     return out
 
 
+def relative_change(reference: np.ndarray, W: np.ndarray) -> float:
+    """‖W − W_ref‖_F / ‖W_ref‖_F: how far a matrix moved, relative to its size."""
+    return float(np.linalg.norm(W - reference) / np.linalg.norm(reference))
+
+
 def epoch_similarity(snapshots, max_rank: int | None = None) -> pd.DataFrame:
     """Tidy table of how the analysed matrices' singular vectors move between pretraining epochs.
 
     snapshots: the snapshots.h5 that `pretrain` writes, or a mapping {epoch: {id: W (out, in)}}.
     For every matrix id, epoch e >= 1 and side (u, v) and rank 1..max_rank: reference "previous"
     compares epoch e with e − 1; reference "final" compares every epoch e >= 0 with the last one (1 at
-    the last). Columns: SIM_COLUMNS (cos = matched |cos|, subspace = top-k subspace similarity)."""
+    the last). Columns: SIM_COLUMNS (cos = matched |cos|, subspace = top-k subspace similarity, displacement = the
+    matrix's relative change ‖W_e − W_ref‖_F / ‖W_ref‖_F against the same reference: fig4's schedule control, since
+    a learning rate going to zero shrinks the step between epochs whether or not the basis settles)."""
     import h5py
 
     with contextlib.ExitStack() as stack:
@@ -390,12 +397,15 @@ def epoch_similarity(snapshots, max_rank: int | None = None) -> pd.DataFrame:
         ids = list(data[epochs[0]].keys())
         frames = []
         for key in ids:
-            U, _, Vh = _svds(np.stack([np.asarray(data[e][key]) for e in epochs]), max_rank)  # (E, m, K), (E, K, n)
+            W = np.stack([np.asarray(data[e][key], dtype=np.float64) for e in epochs])
+            U, _, Vh = _svds(W, max_rank)  # (E, m, K), (E, K, n)
             last = len(epochs) - 1
             for i, e in enumerate(epochs):
                 if i > 0:
-                    frames += _compare(key, U[i - 1], Vh[i - 1], U[i], Vh[i], epoch=e, reference="previous")
-                frames += _compare(key, U[last], Vh[last], U[i], Vh[i], epoch=e, reference="final")
+                    frames += _compare(key, U[i - 1], Vh[i - 1], U[i], Vh[i], epoch=e, reference="previous",
+                                       displacement=relative_change(W[i - 1], W[i]))
+                frames += _compare(key, U[last], Vh[last], U[i], Vh[i], epoch=e, reference="final",
+                                   displacement=relative_change(W[last], W[i]))
     return pd.concat(frames, ignore_index=True)[SIM_COLUMNS]
 
 

@@ -59,13 +59,24 @@ def _posttrain_panel(ax: plt.Axes, post: pd.DataFrame, mode: str, top: int, titl
     ax.set(title=title, xlabel="post-training epoch", ylabel=f"mean |cos| to pretrained, top {top}")
 
 
+def schedule_control(similarity: pd.DataFrame, top: int) -> pd.DataFrame:
+    """fig4 D's points: per scale and epoch, the mean |cos| of the top vectors to the previous epoch (top_mean) and
+    the analysed matrices' mean relative displacement since it (dynamics.train.relative_change)."""
+    previous = similarity[similarity["reference"] == "previous"]
+    cos = top_mean(previous, ["scale", "epoch"], top)
+    moved = previous.groupby(["scale", "epoch"], as_index=False, sort=True)["displacement"].mean()
+    return cos.merge(moved, on=["scale", "epoch"])
+
+
 def fig4(similarity: pd.DataFrame, posttrain: pd.DataFrame, top: int, new_data: str = "new data") -> plt.Figure:
     """A: similarity between successive pretraining epochs (solid) and to the final epoch (dashed);
     B: to the pretrained basis during classification post-training; C: during reconstruction on new data.
-    B and C show the smallest and largest scale."""
+    B and C show the smallest and largest scale. D, the schedule control: A's successive-epoch similarity against
+    how far the matrices moved between those epochs: if the similarity rose only because the (cosine) learning rate
+    shrinks the steps, every scale would lie on one curve; a basis that settles sits higher at the same step."""
     if similarity.empty and posttrain.empty:
         return page_note("No pretraining-dynamics results: the config has no `dynamics:` section.")
-    fig, axes = grid(3)
+    fig, axes = grid(4)
     sim = _with_scale_label(top_mean(similarity, ["scale", "epoch", "reference"], top))
     sns.lineplot(data=sim, x="epoch", y="cos", hue="data", style="reference", style_order=["previous", "final"],
                  palette=_palette(similarity["scale"]), ax=axes[0])
@@ -76,6 +87,12 @@ def fig4(similarity: pd.DataFrame, posttrain: pd.DataFrame, top: int, new_data: 
     palette = _palette(similarity["scale"].tolist() + scales)
     _posttrain_panel(axes[1], ends, "classify", top, "B. post-training: classification", palette)
     _posttrain_panel(axes[2], ends, "reconstruct", top, f"C. post-training: reconstruction, {new_data}", palette)
+    if "displacement" in similarity:
+        control = _with_scale_label(schedule_control(similarity, top)).sort_values(["scale", "epoch"])
+        sns.lineplot(data=control, x="displacement", y="cos", hue="data", palette=_palette(similarity["scale"]),
+                     marker="o", sort=False, ax=axes[3], legend=False)
+        axes[3].set(xscale="log", title="D. control: vs the step between epochs",
+                    xlabel="relative change of W since the previous epoch", ylabel=f"mean |cos|, top {top}")
     return fig
 
 

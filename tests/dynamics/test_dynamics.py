@@ -227,6 +227,12 @@ def test_epoch_similarity_of_known_matrices():
         assert abs(fresh[fresh.side == side].cos.mean() / random_cos(dim) - 1) < 0.35
     final = table[table.reference == "final"]
     assert sorted(final.epoch.unique()) == [0, 1, 2] and np.allclose(final[final.epoch == 2].cos, 1, atol=1e-6)
+    # displacement: the matrix's relative change against the same reference (fig4's schedule control)
+    assert np.allclose(same.displacement, 0) and np.allclose(final[final.epoch == 2].displacement, 0)
+    assert np.allclose(fresh.displacement, np.linalg.norm(other - W) / np.linalg.norm(W), rtol=1e-6)
+    scaled = epoch_similarity({0: {"00.ffn_in": W}, 1: {"00.ffn_in": 1.1 * W}})
+    moved = scaled[scaled.reference == "previous"]
+    assert np.allclose(moved.displacement, 0.1, rtol=1e-5) and np.allclose(moved.cos, 1, atol=1e-6)
 
 
 def test_epoch_similarity_of_a_pretraining_run(reference):

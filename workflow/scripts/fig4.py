@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from specbasis.figures import save
-from specbasis.figures.dynamics import fig4, top_mean
+from specbasis.figures.dynamics import fig4, schedule_control, top_mean
 from specbasis.logs import setup_logging
 from specbasis.io.tables import read_csvs
 
@@ -24,6 +24,10 @@ def main(similarity: list[str], posttrain: list[str], style: str, top: int, pdf:
     for n, rows in prev.groupby("scale"):
         logging.getLogger("specbasis").info("scale %d: successive-epoch |cos| (top %d) %s", n, top,
                                             " ".join(f"{c:.3f}" for c in rows["cos"]))
+    if "displacement" in sim:
+        for n, rows in schedule_control(sim, top).groupby("scale"):
+            logging.getLogger("specbasis").info("scale %d: relative displacement between epochs %s", n,
+                                                " ".join(f"{d:.4f}" for d in rows["displacement"]))
     save(fig4(sim, post, top), pdf, png)
 
 
