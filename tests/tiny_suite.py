@@ -133,6 +133,8 @@ TINY_DYNAMICS = {
     "pretrain": {"epochs": 2, "batch_size": 32},
     "classify": {"images": 64, "epochs": 2, "batch_size": 32},
     "reconstruct": {"images": 64, "epochs": 2, "batch_size": 32, "lr": 3e-3},
+    "fit": {"images": 32, "epochs": 6, "batch_size": 32, "lr": 1e-2},   # fig9's fitted runs
+    "modes": ["classify", "reconstruct", "classify_shuffled", "fit", "fit_shuffled"],
     "track_every": 2, "max_rank": 8, "top": 4,
 }
 

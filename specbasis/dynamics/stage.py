@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specbasis.dynamics.train import posttrain, pretrain, shuffled_labels
+from specbasis.dynamics.train import is_shuffled, posttrain, pretrain, shuffled_labels
 from specbasis.dynamics.data import NORMALISATION, first, last, load_images, nested_subset
 from specbasis.io.store import atomic_dir, atomic_path
 
@@ -75,12 +75,15 @@ def posttrain_scale(checkpoint, data_dir, settings: dict, mode: str, table, curv
                        device=settings["device"], threads=threads, progress=progress)
     table_df = result.alignment.assign(scale=settings["scale"])
     curve_df = result.curve.assign(scale=settings["scale"], mode=mode)
-    used = shuffled_labels(labels, settings["seed"]) if mode == "classify_shuffled" else labels
+    used = shuffled_labels(labels, settings["seed"]) if is_shuffled(mode) else labels
     last_step = table_df[table_df["step"] == table_df["step"].max()]
     metrics = {"mode": mode, "scale": settings["scale"], "images": len(images), "settings": settings["train"],
                "final_loss": float(curve_df["loss"].iloc[-1]), "steps": int(curve_df["step"].iloc[-1]),
                "labels_changed": float(np.mean(used != labels)) if mode != "reconstruct" else None,
                "final_top_cos": float(last_step[last_step["rank"] <= settings["top"]]["cos"].mean())}
+    if result.train_accuracy is not None:
+        metrics["train_accuracy"] = result.train_accuracy  # after the last step, every image (eval mode)
+        table_df = table_df.assign(train_accuracy=result.train_accuracy)  # fig9 reports it
     if "accuracy" in curve_df:
         metrics["final_epoch_train_accuracy"] = float(curve_df[curve_df["epoch"] > curve_df["epoch"].max() - 1]
                                                       ["accuracy"].mean())

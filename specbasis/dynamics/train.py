@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 STREAMS = {"order": 1, "mask": 2, "val_mask": 3, "shuffle": 4}  # (seed, k): one stream per kind of draw
-MODES = ("classify", "reconstruct", "classify_shuffled")
+MODES = ("classify", "reconstruct", "classify_shuffled", "fit", "fit_shuffled")  # fit*: classify on few images, long
 SIM_COLUMNS = ["epoch", "reference", "layer", "kind", "side", "rank", "cos", "subspace", "dim", "displacement"]
 POST_COLUMNS = ["mode", "step", "epoch", "layer", "kind", "side", "rank", "cos", "subspace", "dim"]
 
@@ -415,6 +415,7 @@ class Posttrain(NamedTuple):
     alignment: pd.DataFrame  # POST_COLUMNS: |cos| to the checkpoint's singular vectors over the steps
     curve: pd.DataFrame      # step, epoch, loss (and accuracy of the batch, when classifying)
     model: torch.nn.Module   # the post-trained model (ViTMAEForPreTraining or MAEClassifier), on CPU
+    train_accuracy: float | None = None  # classifying: accuracy on every training image and its label, at the end
 
 
 def posttrain(checkpoint, mode: str, images: np.ndarray, labels: np.ndarray | None = None,
@@ -428,7 +429,10 @@ def posttrain(checkpoint, mode: str, images: np.ndarray, labels: np.ndarray | No
     checkpoint: a folder `pretrain` wrote (out_dir/best) or a ViTMAEForPreTraining (copied, not changed).
     mode: "reconstruct" (the MAE objective on `images`, decoder kept, masks from (seed, "mask")),
     "classify" (MAEClassifier: the encoder's weights, a fresh linear head from `seed`, cross-entropy
-    on `labels`), "classify_shuffled" (the same with `shuffled_labels(labels, seed)`)."""
+    on `labels`), "classify_shuffled" (the same with `shuffled_labels(labels, seed)`); "fit" and "fit_shuffled"
+    train as classify and classify_shuffled do (the workflow gives them few images and many epochs, so that the
+    labels, shuffled ones too, are fitted). Classifying, `train_accuracy` is measured after the last step, in eval
+    mode, on every image against the label it trained on."""
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: allowed {', '.join(MODES)}")
     if not (isinstance(track_every, int) and track_every >= 1):
@@ -448,7 +452,7 @@ def posttrain(checkpoint, mode: str, images: np.ndarray, labels: np.ndarray | No
             raise ValueError(f"mode {mode} needs one label per image; got {None if labels is None else len(labels)} "
                              f"labels for {len(images)} images")
         y = np.asarray(labels, dtype=np.int64)
-        y = shuffled_labels(y, seed) if mode == "classify_shuffled" else y
+        y = shuffled_labels(y, seed) if is_shuffled(mode) else y
         num_classes = num_classes or int(y.max()) + 1
         model = MAEClassifier.from_mae(mae, num_classes, seed)
     model.to(dev)
@@ -494,4 +498,16 @@ def posttrain(checkpoint, mode: str, images: np.ndarray, labels: np.ndarray | No
             bar.set_postfix(epoch=epoch, loss=f"{value:.4f}", refresh=False)
     bar.close()
     table = pd.concat(rows, ignore_index=True)[POST_COLUMNS]
-    return Posttrain(table, pd.DataFrame(curve), model.cpu().eval())
+    accuracy = None
+    if y is not None:
+        model.eval()
+        with torch.no_grad():
+            right = sum(int((model(to_pixels(images[idx], spec_size, mean, std).to(dev)).argmax(1).cpu().numpy()
+                             == y[idx]).sum()) for idx in epoch_batches(np.arange(len(images)), s.batch_size))
+        accuracy = right / len(images)
+    return Posttrain(table, pd.DataFrame(curve), model.cpu().eval(), accuracy)
+
+
+def is_shuffled(mode: str) -> bool:
+    """A post-training mode that trains on shuffled labels (classify_shuffled, fit_shuffled)."""
+    return mode.endswith("_shuffled")

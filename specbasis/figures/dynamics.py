@@ -17,6 +17,7 @@ import seaborn as sns
 from specbasis.figures import grid, page_note
 
 LABELS = {"classify": "true labels", "classify_shuffled": "shuffled labels"}
+FIT_LABELS = {"fit": "true labels", "fit_shuffled": "shuffled labels"}  # fig9's fitted runs: few images, long
 
 
 def top_mean(table: pd.DataFrame, keys: list[str], top: int) -> pd.DataFrame:
@@ -108,17 +109,36 @@ def fig21(posttrain: pd.DataFrame, top: int, new_data: str = "new data") -> plt.
 
 
 def fig9(posttrain: pd.DataFrame, top: int) -> plt.Figure:
-    """Classification post-training from the same checkpoint with true vs shuffled labels, one panel per scale."""
-    rows = posttrain[posttrain["mode"].isin(list(LABELS))]
-    if rows.empty:
-        return page_note("No classification post-training results (dynamics.modes has neither classify mode).")
-    scales = sorted(rows["scale"].unique())
-    fig, axes = grid(len(scales), width=3.4, height=2.9)
-    for ax, n in zip(axes, scales):
-        data = top_mean(rows[rows["scale"] == n], ["mode", "epoch"], top)
-        data = data.assign(labels=data["mode"].map(LABELS))
-        sns.lineplot(data=data, x="epoch", y="cos", hue="labels", hue_order=list(LABELS.values()),
-                     palette=dict(zip(LABELS.values(), sns.color_palette("colorblind", 2))), ax=ax)
-        ax.set(title=f"pretrained on {scale_label(n)}", xlabel="post-training epoch",
-               ylabel=f"mean |cos| to pretrained, top {top}")
+    """Classification post-training from the same checkpoint with true vs shuffled labels, one panel per scale:
+    top row, matched steps (the classify settings); bottom row (modes fit, fit_shuffled), few images trained
+    until the labels are fitted, each line's final training accuracy in its legend."""
+    groups = [(title, labels, posttrain[posttrain["mode"].isin(list(labels))]) for title, labels in
+              (("matched steps", LABELS), ("fitted", FIT_LABELS))]
+    groups = [g for g in groups if not g[2].empty]
+    if not groups:
+        return page_note("No classification post-training results (dynamics.modes has no classify or fit mode).")
+    scales = sorted(set().union(*(set(rows["scale"]) for _, _, rows in groups)))
+    fig, axes = plt.subplots(len(groups), len(scales), figsize=(3.4 * len(scales), 2.9 * len(groups)),
+                             squeeze=False, layout="constrained")
+    colours = sns.color_palette("colorblind", 2)
+    for row_axes, (title, labels, rows) in zip(axes, groups):
+        for ax, n in zip(row_axes, scales):
+            data = top_mean(rows[rows["scale"] == n], ["mode", "epoch"], top)
+            if data.empty:
+                ax.set_axis_off()
+                continue
+            names = {m: _with_accuracy(label, rows[(rows["scale"] == n) & (rows["mode"] == m)])
+                     for m, label in labels.items()}
+            data = data.assign(labels=data["mode"].map(names))
+            sns.lineplot(data=data, x="epoch", y="cos", hue="labels", hue_order=list(names.values()),
+                         palette=dict(zip(names.values(), colours)), ax=ax)
+            ax.set(title=f"pretrained on {scale_label(n)}: {title}", xlabel="post-training epoch",
+                   ylabel=f"mean |cos| to pretrained, top {top}")
     return fig
+
+
+def _with_accuracy(label: str, rows: pd.DataFrame) -> str:
+    """A legend entry with the run's final training accuracy, where its table has one."""
+    if "train_accuracy" not in rows or rows["train_accuracy"].dropna().empty:
+        return label
+    return f"{label} (train acc. {rows['train_accuracy'].dropna().iloc[0]:.2f})"

@@ -224,8 +224,9 @@ class Plan:
                 "train": dynamics_settings(dyn["pretrain"])}
 
     def dynamics_posttrain_section(self, mode: str) -> dict:
-        """The config section of a post-training mode: classify_shuffled trains as classify does."""
-        return self.dynamics["reconstruct" if mode == "reconstruct" else "classify"]
+        """The config section of a post-training mode: classify_shuffled trains as classify does, fit_shuffled as
+        fit (few images, many epochs)."""
+        return self.dynamics[{"reconstruct": "reconstruct", "fit": "fit", "fit_shuffled": "fit"}.get(mode, "classify")]
 
     def dynamics_posttrain_dataset(self, mode: str) -> str:
         """The dataset a post-training mode reads: new_data for reconstruct, else the pretraining data."""

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from specbasis.analysis.alignment import random_cos
 from specbasis.dynamics.train import (MODES, POST_COLUMNS, SIM_COLUMNS, TrainSettings, epoch_similarity,
                                 load_mae, posttrain, pretrain, shuffled_labels)
-from specbasis.dynamics.mae import MAESpec, matrices
+from specbasis.dynamics.mae import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MAESpec, matrices, to_pixels
 from specbasis.training.loop import warmup_cosine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -273,6 +273,18 @@ def test_posttrain_starts_at_one_and_is_seeded(reference):
     by_hand = posttrain(out / "best", "classify", images, shuffled_labels(labels, 0), settings, **kw)
     pd.testing.assert_frame_equal(by_hand.alignment.drop(columns="mode"),
                                   results["classify_shuffled"].alignment.drop(columns="mode"), check_exact=True)
+    # fit and fit_shuffled train as classify and classify_shuffled do (the workflow gives them other settings)
+    for fit, classify in (("fit", "classify"), ("fit_shuffled", "classify_shuffled")):
+        pd.testing.assert_frame_equal(results[fit].alignment.drop(columns="mode"),
+                                      results[classify].alignment.drop(columns="mode"), check_exact=True)
+        assert results[fit].train_accuracy == results[classify].train_accuracy
+    # the final training accuracy: every image against the label it trained on, in eval mode
+    model = results["classify_shuffled"].model.eval()
+    with torch.no_grad():
+        size = load_mae(out / "best").config.image_size
+        predicted = model(to_pixels(images, size, FASHION_MNIST_MEAN, FASHION_MNIST_STD)).argmax(1).numpy()
+    assert results["classify_shuffled"].train_accuracy == pytest.approx(np.mean(predicted == shuffled_labels(labels, 0)))
+    assert results["reconstruct"].train_accuracy is None
 
 
 def test_posttrain_rejects_bad_arguments(reference):

@@ -439,6 +439,18 @@ def test_epoch_similarity_of_the_final_epoch_with_itself_is_one(run):
         assert sorted(prev["epoch"].unique()) == [1, 2] and (prev["cos"] <= 1 + 1e-6).all()
 
 
+def test_fig9s_fitted_runs_record_their_final_training_accuracy(run):
+    for name in DYN_SCALES:
+        for mode in ("fit", "fit_shuffled", "classify"):
+            table = pd.read_csv(run / f"results/dynamics/posttrain/{name}-{mode}.csv")
+            accuracy = table["train_accuracy"].unique()
+            metrics = json.loads((run / f"results/models/mae-{name}-{mode}/metrics.json").read_text())
+            assert len(accuracy) == 1 and 0 <= accuracy[0] <= 1 and metrics["train_accuracy"] == pytest.approx(accuracy[0])
+        fit = pd.read_csv(run / f"results/dynamics/posttrain/{name}-fit.csv")
+        assert sorted(fit["step"].unique()) == [0, 2, 4, 6]  # 32 images, one batch an epoch, 6 epochs
+        assert "train_accuracy" not in pd.read_csv(run / f"results/dynamics/posttrain/{name}-reconstruct.csv")
+
+
 def test_epoch_similarity_matches_an_independent_computation(run):
     with h5py.File(run / "results/dynamics/pretrain/128/snapshots.h5") as f:
         W1, W2 = f["0001/00.ffn_in"][()], f["0002/00.ffn_in"][()]

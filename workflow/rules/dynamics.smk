@@ -89,7 +89,7 @@ rule fig4:
 
 rule fig9:
     input:
-        posttrain=dynamics_posttrain_tables(["classify", "classify_shuffled"]),
+        posttrain=dynamics_posttrain_tables(["classify", "classify_shuffled", "fit", "fit_shuffled"]),
         style=STYLE,
     output:
         pdf=report("results/fig9.pdf", caption="../report/fig9.rst", category="Pretraining dynamics"),

@@ -1,7 +1,7 @@
 """Figures 9 and 21: |cos| to the pretrained basis during post-training, one script for both rules.
 
-fig9: classification from the same checkpoint, true vs shuffled labels, one panel per scale
-(input.posttrain: results/dynamics/posttrain/<scale>-{classify,classify_shuffled}.csv).
+fig9: classification from the same checkpoint, true vs shuffled labels, one panel per scale, at matched steps
+and fitted (input.posttrain: results/dynamics/posttrain/<scale>-{classify,classify_shuffled,fit,fit_shuffled}.csv).
 fig21: classification and reconstruction, every scale (<scale>-{classify,reconstruct}.csv).
 params.figure: "fig9" | "fig21"; params.top; input.style; output.pdf, output.png.
 """
