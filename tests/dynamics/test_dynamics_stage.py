@@ -201,6 +201,21 @@ def test_figures_render_from_synthetic_tables():
         drawn = [ax for ax in fig.axes if ax.get_visible() and ax.lines]
         assert len(drawn) == axes
         plt.close(fig)
+    # fig4's D, the schedule control, where the similarity has its displacement column
+    sim = _sim().assign(displacement=lambda t: 0.1 / (t["epoch"] + 1))
+    fig = fig4(sim, _post(), 3)
+    assert len([ax for ax in fig.axes if ax.lines]) == 4 and fig.axes[3].get_xscale() == "log"
+    plt.close(fig)
+    # fig9's fitted row: fit and fit_shuffled, the final training accuracy in the legend
+    post = _post(modes=("classify", "classify_shuffled", "fit", "fit_shuffled"))
+    post = post.assign(train_accuracy=post["mode"].map({"classify": 0.8, "classify_shuffled": 0.2, "fit": 1.0,
+                                                          "fit_shuffled": 0.95}))
+    fig = fig9(post, 3)
+    assert len([ax for ax in fig.axes if ax.lines]) == 4   # 2 scales x (matched, fitted)
+    legend = [t.get_text() for t in fig.axes[3].get_legend().get_texts()]
+    assert legend == ["true labels (train acc. 1.00)", "shuffled labels (train acc. 0.95)"]
+    assert "fitted" in fig.axes[3].get_title() and "matched" in fig.axes[0].get_title()
+    plt.close(fig)
     # B and C of fig4 keep the smallest and largest scale only
     fig = fig4(_sim(), _post(scales=(100, 200, 400)), 3)
     assert len([ln for ln in fig.axes[1].lines if len(ln.get_xdata()) > 1]) == 2
