@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from specbasis.analysis.intruders import BASIS_COLUMNS
 from specbasis.analysis.paired import N_BOOTSTRAP, paired_bootstrap
 from specbasis.io.metrics import FinetuneMetrics
 from specbasis.plan.peft import PAPER_ROWS
@@ -268,3 +269,32 @@ def sweep_table(points: list[dict], metrics: dict[str, FinetuneMetrics]) -> pd.D
         rows.append({**p, **_run_fields(m), "seconds": m.seconds,
                      "prefix_cache_start": None if m.prefix_cache is None else m.prefix_cache["start"]})
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def basis_by_method(cells: list[dict], basis: dict[str, pd.DataFrame], metrics: dict[str, FinetuneMetrics]) -> pd.DataFrame:
+    """table6: per table1 method, how its runs moved the pretrained basis (specbasis.analysis.intruders.basis_rows of
+    every run, results/peft/basis/<run>.csv) beside its table1 score: matrices changed per run, their mean relative
+    change and top-10 alignment (u and v), and intruders per changed matrix at every ε (means over matrices, tasks
+    and seeds); a method that changes no matrix (BitFit: biases; the bottleneck adapters: modules beside them)
+    says so."""
+    rows = []
+    epsilon_columns = [c for c in BASIS_COLUMNS if c.startswith("intruders_")]
+    for method in dict.fromkeys(c["method"] for c in cells):
+        mine = [c for c in cells if c["method"] == method]
+        frames = [basis[c["model"]] for c in mine]
+        changed = pd.concat(frames, ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame(
+            columns=BASIS_COLUMNS)
+        row = {"method": method, "runs": len(mine), "score": round(float(np.nanmean([score(metrics[c["model"]])
+                                                                                      for c in mine])), 2),
+               "matrices changed": float(np.mean([len(f) for f in frames]))}
+        if len(changed):
+            row["relative change"] = float(changed["relative_change"].mean())
+            row["alignment"] = float(changed[["alignment_u", "alignment_v"]].to_numpy().mean())
+            row.update({c.replace("intruders_", "intruders ε="): float(changed[c].mean()) for c in epsilon_columns})
+            row["note"] = ""
+        else:
+            row["note"] = "changes no weight matrix"
+        rows.append(row)
+    columns = (["method", "runs", "score", "matrices changed", "relative change", "alignment"]
+               + [c.replace("intruders_", "intruders ε=") for c in epsilon_columns] + ["note"])
+    return pd.DataFrame(rows).reindex(columns=columns)

@@ -53,3 +53,32 @@ def fig5(table: pd.DataFrame, full: float | None = None, task: str = "", detail:
     if detail:
         fig.suptitle(detail, fontsize="small")
     return fig
+
+
+def fig22(table: pd.DataFrame, epsilon_mark: float = 0.5, top: int = 10) -> plt.Figure:
+    """How each finetuning method moves the pretrained basis (specbasis.analysis.peft.basis_by_method): A, the top
+    vectors' alignment of the matrices it changed against its table1 score; B, intruder dimensions per changed
+    matrix against ε (the paper's ε marked). Methods that change no matrix are named in A's corner."""
+    moved = table[table["note"].fillna("") == ""] if len(table) else table
+    if moved.empty:
+        return page_note("No table1 run changed a weight matrix (or the config has no peft section).")
+    fig, axes = grid(2, width=4.8)
+    ax = axes[0]
+    colours = dict(zip(moved["method"], sns.color_palette("colorblind", len(moved))))
+    for row in moved.itertuples():
+        ax.scatter(row.alignment, row.score, color=colours[row.method])
+        ax.annotate(row.method, (row.alignment, row.score), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    still = table[table["note"].fillna("") != ""]["method"].tolist()
+    if still:
+        ax.text(0.02, 0.02, "no weight matrix changed: " + ", ".join(still), transform=ax.transAxes, fontsize=7)
+    ax.set(title=f"A. alignment of the changed matrices (top {top})", xlabel="mean |cos| to the pretrained vectors",
+           ylabel="table1 score (mean over tasks and seeds)")
+    ax = axes[1]
+    eps = [c for c in table.columns if c.startswith("intruders ε=")]
+    long = moved.melt(id_vars=["method"], value_vars=eps, var_name="epsilon", value_name="intruders")
+    long["epsilon"] = long["epsilon"].str.removeprefix("intruders ε=").astype(float)
+    sns.lineplot(data=long, x="epsilon", y="intruders", hue="method", palette=colours, marker="o", ax=ax)
+    ax.axvline(epsilon_mark, color="0.5", linestyle=":", linewidth=1)
+    ax.set(title=f"B. intruder dimensions among the top {top}", xlabel="ε (max |cos| to any pretrained vector below)",
+           ylabel="intruders per changed matrix")
+    return fig

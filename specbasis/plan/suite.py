@@ -20,9 +20,9 @@ from specbasis.plan import interventions, peft
 FIGURES = ("fig2", "fig3", "fig6", "fig7", "fig8", "fig10", "fig11", "fig12", "fig13", "fig14", "fig15", "fig16",
            "fig17", "fig18", "fig19", "fig20")
 DYNAMICS_FIGURES = ("fig4", "fig9", "fig21")  # with a `dynamics:` section
-PEFT_FIGURES = ("fig5",)  # with a `peft:` section
+PEFT_FIGURES = ("fig5", "fig22")  # with a `peft:` section (fig22, table6: beyond the paper)
 TABLES = ("table2", "table3", "table4")
-PEFT_TABLES = ("table1", "table5")
+PEFT_TABLES = ("table1", "table5", "table6")
 MIN_TESTED_PAIRS = 3  # a Spearman test of fewer pairs has no p below 1
 # fig12-15: one rule (interventions.smk), drawing one matrix group's swaps from some sources
 _NOT_CROSS = ["pretrained", "random", "random_orthogonal", "zero"]

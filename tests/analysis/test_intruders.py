@@ -63,3 +63,21 @@ def test_a_new_direction_added_on_top_is_an_intruder_in_u_and_v():
     assert intruder_counts(svd_of(pt.T), svd_of(ft.T), top=5, side="v") == counts
     with pytest.raises(ValueError, match="allowed: u, v"):
         intruder_counts(svd_of(pt), svd_of(ft), side="w")
+
+
+def test_basis_rows_cover_the_changed_matrices_only():
+    from specbasis.analysis.intruders import basis_rows
+
+    U, V = basis(30, 20, 0)
+    S = np.linspace(10, 1, 20)
+    W = U[:, :20] @ np.diag(S) @ V.T
+    rotated = U[:, :20].copy()
+    rotated[:, 3] = 0.3 * U[:, 3] + np.sqrt(1 - 0.09) * U[:, 25]
+    pretrained = {"00.ffn_in": W, "00.ffn_out": W[:20, :].copy()}
+    finetuned = {"00.ffn_in": rotated @ np.diag(S) @ V.T, "00.ffn_out": W[:20, :].copy()}
+    table = basis_rows("m", pretrained, {k: svd_of(w) for k, w in pretrained.items()}, finetuned)
+    assert list(table["kind"]) == ["ffn_in"] and table["layer"].tolist() == [0]
+    row = table.iloc[0]
+    assert row["intruders_0.5"] == 1 and row["intruders_0.3"] == 0 and row["intruders_0.4"] == 1
+    assert row["relative_change"] == pytest.approx(np.linalg.norm(finetuned["00.ffn_in"] - W) / np.linalg.norm(W))
+    assert row["alignment_u"] == pytest.approx((9 + 0.3) / 10, abs=1e-6) and row["alignment_v"] == pytest.approx(1)

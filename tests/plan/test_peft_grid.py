@@ -298,3 +298,27 @@ def test_lr_selection_chooses_on_validation_and_never_reads_a_test_score():
     assert list(table["configured_is_chosen"]) == [False] * 3 + [True] * 3
     with pytest.raises(ValueError, match="not trained with the test split withheld"):
         peft_results.lr_selection(cells[:1], {"a-0.001": ValidationOnly(0.7, validation_only=False)})
+
+
+def test_basis_by_method_means_the_changed_matrices_and_names_methods_that_change_none():
+    from specbasis.analysis.intruders import BASIS_COLUMNS
+    from specbasis.figures.peft import fig22
+
+    cells = [{"task": "a", "method": meth, "seed": s, "model": f"{meth}-{s}"} for meth in ("lora", "bitfit")
+             for s in (0, 1)]
+
+    def frame(model, n, alignment, intruders):
+        return pd.DataFrame([{"model": model, "layer": i, "kind": "ffn_in", "relative_change": 0.01,
+                              "alignment_u": alignment, "alignment_v": alignment,
+                              **{c: intruders if c == "intruders_0.5" else 0 for c in BASIS_COLUMNS
+                                 if c.startswith("intruders_")}} for i in range(n)], columns=BASIS_COLUMNS)
+
+    basis = {"lora-0": frame("lora-0", 4, 0.9, 1), "lora-1": frame("lora-1", 4, 0.7, 3),
+             "bitfit-0": frame("bitfit-0", 0, 1, 0), "bitfit-1": frame("bitfit-1", 0, 1, 0)}
+    metrics = {c["model"]: _metrics(0.8 if c["method"] == "lora" else 0.7, c["method"]) for c in cells}
+    table = peft_results.basis_by_method(cells, basis, metrics).set_index("method")
+    assert table.loc["lora", "matrices changed"] == 4 and table.loc["lora", "alignment"] == pytest.approx(0.8)
+    assert table.loc["lora", "intruders ε=0.5"] == pytest.approx(2.0) and table.loc["lora", "score"] == 80.0
+    assert table.loc["bitfit", "note"] == "changes no weight matrix" and np.isnan(table.loc["bitfit", "alignment"])
+    fig = fig22(table.reset_index())
+    assert len(fig.axes[1].get_lines()) >= 1 and "bitfit" in fig.axes[0].texts[-1].get_text()

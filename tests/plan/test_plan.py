@@ -11,7 +11,7 @@ from specbasis.plan import Plan, peft, reads_svd_store
 from specbasis.plan.suite import FIGURES, SWAP_FIGURES
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL_FIGURES = list(FIGURES) + ["fig4", "fig9", "fig21", "fig5"]
+ALL_FIGURES = list(FIGURES) + ["fig4", "fig9", "fig21", "fig5", "fig22"]
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,9 @@ def test_plan_of_the_default_suite(default):
     assert plan.edited == ["minilm-rt", "minilm-party", "effnet-fmnist", "effnet-mnist"]
     assert plan.pretrained_of("effnet-mnist") == "effnet" and plan.cross_donor("effnet-mnist") == "effnet-fmnist"
     assert plan.tested_pairs == list(default["pairs"]) and plan.warnings == []
-    assert plan.figures == ALL_FIGURES and plan.tables == ["table2", "table3", "table4", "table1", "table5"]
+    assert plan.figures == ALL_FIGURES and plan.tables == ["table2", "table3", "table4", "table1", "table5", "table6"]
     targets = plan.all_targets()
-    assert len(targets) == 2 * len(ALL_FIGURES) + 3 * 5 and "results/fig18.png" in targets
+    assert len(targets) == 2 * len(ALL_FIGURES) + 3 * 6 and "results/fig18.png" in targets
     assert "results/table5.tex" in targets
     assert plan.scales == {"1k": 1000, "2k": 2000, "4k": 4000, "8k": 8000, "16k": 16000}
     assert len(plan.prefix_caches) == 2 and all(plan.prefix_cache_of(r.name) in plan.prefix_caches
@@ -108,13 +108,13 @@ def test_fig18_is_left_out_with_fewer_than_three_tested_pairs(tiny):
 
 
 @pytest.mark.parametrize("section, figures, tables", [
-    ("dynamics", ["fig4", "fig9", "fig21"], []), ("peft", ["fig5"], ["table1", "table5"])])
+    ("dynamics", ["fig4", "fig9", "fig21"], []), ("peft", ["fig5", "fig22"], ["table1", "table5", "table6"])])
 def test_an_absent_stage_has_no_figures_nor_wildcards(default, section, figures, tables):
     config = copy.deepcopy(default)
     del config[section]
     plan = Plan(validate_config(config))
     assert [f for f in ALL_FIGURES if f not in plan.figures] == figures
-    assert [t for t in ("table1", "table5") if t not in plan.tables] == tables
+    assert [t for t in ("table1", "table5", "table6") if t not in plan.tables] == tables
     if section == "dynamics":
         assert plan.scales == {} and plan.dynamics_modes == [] and plan.dynamics_only_datasets == {}
         assert plan.posttrain_runs(["classify"]) == []

@@ -530,6 +530,20 @@ def test_table1_holds_every_method_measured_in_this_run(run):
         assert "spectral" in (run / f"results/table1.{suffix}").read_text()
 
 
+def test_every_table1_run_is_analysed_against_its_pretrained_basis(run):
+    """results/peft/basis/<run>.csv for each table1 run, no pair written by hand: the matrices a method changed,
+    their alignment and intruders; table6 per method."""
+    changed = {m: len(pd.read_csv(run / f"results/peft/basis/peft-reviews-{m}-s0.csv"))
+               for m in ("full", "spectral", "psoft", "bitfit", "lora_kaiming", "hadapter")}
+    assert changed == {"full": 12, "spectral": 2, "psoft": 2, "bitfit": 0, "lora_kaiming": 8, "hadapter": 0}
+    spectral = pd.read_csv(run / "results/peft/basis/peft-reviews-spectral-s0.csv")
+    assert set(spectral["kind"]) == {"ffn_in", "ffn_out"} and set(spectral["layer"]) == {1}
+    assert spectral[[c for c in spectral if c.startswith("intruders_")]].to_numpy().max() <= 10
+    table = pd.read_csv(run / "results/table6.csv").set_index("method")
+    assert table.loc["bitfit", "note"] == "changes no weight matrix" and table.loc["full", "matrices changed"] == 12
+    assert 0 < table.loc["full", "alignment"] <= 1 and (run / "results/fig22.pdf").stat().st_size > 0
+
+
 def test_the_lr_selection_target_trains_each_candidate_on_validation_alone(run):
     """Not part of `all` (nothing of it was built); its own target trains spectral's two candidates with the test
     split withheld and writes every validation score and the choice."""

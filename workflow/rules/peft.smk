@@ -8,6 +8,7 @@ include: "inputs/peft.smk"
 
 wildcard_constraints:
     cache=alternatives(PLAN.prefix_caches),
+    peftrun=alternatives(sorted({c["model"] for c in PLAN.peft_table_cells()})),
 
 
 rule prefix_cache:
@@ -98,3 +99,52 @@ rule lr_selection:
         cells=PLAN.lr_selection_cells(),
     script:
         "../scripts/lr_selection.py"
+
+
+# Beyond the paper: every table1 run against its pretrained model, as a pair would be (no pairs written by hand):
+# the matrices it changed, their top vectors' alignment and intruder dimensions (specbasis.analysis.intruders).
+rule method_basis:
+    input:
+        pretrained=f"results/weights/{PLAN.peft['base']}.h5" if PLAN.peft else [],
+        svd=f"results/svd/{PLAN.peft['base']}.h5" if PLAN.peft else [],
+        finetuned="results/weights/{peftrun}.h5",
+    output:
+        "results/peft/basis/{peftrun}.csv",
+    log:
+        "logs/peft/basis/{peftrun}.log",
+    params:
+        top=10,
+    script:
+        "../scripts/method_basis.py"
+
+
+rule fig22:
+    input:
+        basis=[f"results/peft/basis/{m}.csv" for m in sorted({c["model"] for c in PLAN.peft_table_cells()})],
+        runs=peft_run_dirs(PLAN.peft_table_cells()),
+        style=STYLE,
+    output:
+        pdf=report("results/fig22.pdf", caption="../report/fig22.rst", category="PEFT"),
+        png="results/fig22.png",
+    log:
+        "logs/figures/fig22.log",
+    params:
+        cells=PLAN.peft_table_cells(),
+    script:
+        "../scripts/basis_by_method.py"
+
+
+rule table6:
+    input:
+        basis=[f"results/peft/basis/{m}.csv" for m in sorted({c["model"] for c in PLAN.peft_table_cells()})],
+        runs=peft_run_dirs(PLAN.peft_table_cells()),
+    output:
+        csv=report("results/table6.csv", caption="../report/table6.rst", category="PEFT"),
+        md="results/table6.md",
+        tex="results/table6.tex",
+    log:
+        "logs/figures/table6.log",
+    params:
+        cells=PLAN.peft_table_cells(),
+    script:
+        "../scripts/basis_by_method.py"
