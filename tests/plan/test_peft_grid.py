@@ -251,6 +251,9 @@ def test_lr_candidates_plan_validation_only_runs_outside_all(default):
     from specbasis.plan import Plan
 
     config = copy.deepcopy(default)
+    for entry in config["peft"]["methods"].values():
+        entry.pop("lr_candidates", None)
+    assert peft_grid.selection_runs(config) == []
     config["peft"]["methods"]["spectral"]["lr_candidates"] = [3e-3, 1e-2]
     config["peft"]["methods"]["bitfit"]["lr_candidates"] = [1e-3]
     validate_config(config)
