@@ -10,18 +10,19 @@ Two tests, both on the per-example predictions each run saves (metrics.json `tes
                 of specbasis.glue_metrics (accuracy vectorised; Matthews, F1, Pearson recomputed per replicate).
     McNemar     exact, on correctness pooled over the seeds (classification): n01 = pairs (example, seed) that a
                 gets right and b wrong, n10 the reverse; p = the two-sided binomial test of n01 against
-                n01 + n10 at 1/2 (scipy.stats.binomtest). It ignores that the seeds share examples.
+                n01 + n10 at 1/2 (specbasis.evaluate.mcnemar_exact, the interventions' test). It ignores that
+                the seeds share examples.
 
-Torch-free; unit-tested against cases with known answers (tests/analysis/test_paired.py).
+Unit-tested against cases with known answers (tests/analysis/test_paired.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest
 
 from specbasis import glue_metrics
+from specbasis.evaluate import mcnemar_exact
 
 N_BOOTSTRAP = 2000
 LEVEL = 0.95
@@ -47,13 +48,13 @@ class Paired:
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, int, int]:
-    """(p, n01, n10) of the exact two-sided McNemar test on paired correctness (any shape, pooled)."""
-    a, b = np.asarray(correct_a, bool).ravel(), np.asarray(correct_b, bool).ravel()
+    """(p, n01, n10) of the exact two-sided McNemar test (specbasis.evaluate.mcnemar_exact) on paired correctness of
+    any shape, pooled."""
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     if a.shape != b.shape:
         raise ValueError(f"mcnemar: {a.shape} and {b.shape} correctness values do not pair up")
-    n01, n10 = int((a & ~b).sum()), int((~a & b).sum())
-    p = 1.0 if n01 + n10 == 0 else float(binomtest(n01, n01 + n10, 0.5).pvalue)
-    return p, n01, n10
+    a, b = a.ravel(), b.ravel()
+    return mcnemar_exact(a, b), int((a & ~b).sum()), int((~a & b).sum())
 
 
 def paired_bootstrap(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, metric: str = "accuracy", *,
