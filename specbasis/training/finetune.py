@@ -308,14 +308,15 @@ def _check_prefix_frozen(model, start: int) -> None:
                          f"needs every parameter before its block frozen")
 
 
-INFERENCE_REPS = 7  # timed forwards of each kind, interleaved; their medians are compared
+INFERENCE_REPS = 12  # timed forwards of each kind, in ABBA order after one warm-up of each; the fastest compared
 
 
 def inference_cost(adapted, preprocess, splits: Splits, dev: torch.device, batch_size: int) -> dict:
     """What the trained model costs at inference against the base model's forward. A merged adapter is the base
     architecture (ratio 1 by construction, not timed). One that cannot merge is timed: the forward of one test
     batch (eval_batch_size examples, no grad, eval mode) with the adapter and with it switched off, INFERENCE_REPS
-    of each interleaved after one warm-up of each; the ratio of the medians."""
+    of each in ABBA order (so a slow phase of the machine falls on both) after one warm-up of each; the ratio of
+    the fastest of each, which other load on the machine can only slow (as timeit takes the minimum)."""
     if adapted.method.mergeable:
         return {"mergeable": True, "forward_ratio": 1.0}
     data = splits.test if len(splits.test) else splits.val
@@ -323,25 +324,22 @@ def inference_cost(adapted, preprocess, splits: Splits, dev: torch.device, batch
     inputs = to_device(preprocess(select(data.x, np.arange(n))), dev)
     model = adapted.model.eval()
 
-    def forward_seconds() -> float:
-        with torch.no_grad():
+    def forward_seconds(base: bool) -> float:
+        with torch.no_grad(), (adapted.disabled() if base else contextlib.nullcontext()):
             t = clock(dev)
             logits_of(model, inputs)
             return clock(dev) - t
 
+    forward_seconds(False), forward_seconds(True)  # warm-up
     times = {"adapted": [], "base": []}
-    for rep in range(INFERENCE_REPS + 1):
-        adapted_s = forward_seconds()
-        with adapted.disabled():
-            base_s = forward_seconds()
-        if rep:  # the first of each is the warm-up
-            times["adapted"].append(adapted_s)
-            times["base"].append(base_s)
-    median = {k: float(np.median(v)) for k, v in times.items()}
-    return {"mergeable": False, "forward_ratio": median["adapted"] / median["base"],
-            "forward_seconds_adapted": median["adapted"], "forward_seconds_base": median["base"],
-            "batch": n,
-            "reps": INFERENCE_REPS, "device": str(dev)}
+    for rep in range(INFERENCE_REPS):
+        for base in ((False, True) if rep % 2 == 0 else (True, False)):
+            times["base" if base else "adapted"].append(forward_seconds(base))
+    fastest = {k: float(min(v)) for k, v in times.items()}
+    return {"mergeable": False, "forward_ratio": fastest["adapted"] / fastest["base"],
+            "forward_seconds_adapted": fastest["adapted"], "forward_seconds_base": fastest["base"],
+            "forward_seconds_median": {k: float(np.median(v)) for k, v in times.items()},
+            "batch": n, "reps": INFERENCE_REPS, "device": str(dev)}
 
 
 def _reload_check(folder: Path, family: str, num_classes: int, x, expected: torch.Tensor) -> float:
