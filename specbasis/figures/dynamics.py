@@ -132,7 +132,7 @@ def fig9(posttrain: pd.DataFrame, top: int) -> plt.Figure:
             data = data.assign(labels=data["mode"].map(names))
             sns.lineplot(data=data, x="epoch", y="cos", hue="labels", hue_order=list(names.values()),
                          palette=dict(zip(names.values(), colours)), ax=ax)
-            ax.set(title=f"pretrained on {scale_label(n)}: {title}", xlabel="post-training epoch",
+            ax.set(title=f"{scale_label(n)}, {title}", xlabel="post-training epoch",
                    ylabel=f"mean |cos| to pretrained, top {top}")
     return fig
 
