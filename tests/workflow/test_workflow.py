@@ -251,12 +251,14 @@ def test_paper_suite_plans_offline():
     config = load_config(ROOT / "config/paper.yaml")
     stats = job_stats(out.stdout)
     assert stats["fetch_model"] == len(config["models"]) == 76  # hub finetunes; the workflow finetunes the peft grid only
-    # spectral finetuning and the PEFT methods: DeBERTa-v3-base x 9 methods x 8 GLUE tasks, fig5's points (MNLI)
+    # spectral finetuning and the PEFT methods: DeBERTa-v3-base x 11 methods x 8 GLUE tasks, fig5's points (MNLI)
     from specbasis.plan import peft as peft_grid
 
     runs = peft_grid.table_runs(config) + peft_grid.sweep_runs(config)
-    assert stats["finetune"] == len(runs) == 9 * 8 + 14 + 5 + 10
-    assert stats["table1"] == stats["table5"] == stats["fig5"] == 1 and "prefix_cache" not in stats
+    assert stats["finetune"] == len(runs) == 11 * 8 + 14 + 5 + 10
+    assert stats["method_basis"] == 11 * 8  # every table1 run against deberta-v3-base (fig22, table6)
+    assert stats["table1"] == stats["table5"] == stats["fig5"] == stats["fig22"] == stats["table6"] == 1
+    assert "prefix_cache" not in stats
     assert "results/models/peft-glue-stsb-spectral-s42" in out.stdout and "results/models/fig5-L10_11-k0-m700-s42" in out.stdout
     assert stats["alignment"] == len(config["pairs"]) == 40  # Tables 2 and 3 (32) + 4 extras + 4 interventions
     # the interventions: bert-base-uncased on four GLUE tasks, evaluated on GLUE validation from the hub
