@@ -36,6 +36,12 @@ def matched_cos(A: np.ndarray, B: np.ndarray, axis: int) -> np.ndarray:
     return dots / norms
 
 
+def relative_change(reference: np.ndarray, W: np.ndarray) -> float:
+    """‖W − W_ref‖_F / ‖W_ref‖_F (float64): how far a matrix moved, relative to its size."""
+    reference, W = np.asarray(reference, np.float64), np.asarray(W, np.float64)
+    return float(np.linalg.norm(W - reference) / np.linalg.norm(reference))
+
+
 def random_cos(d):
     """E|xᵀy| for independent uniform unit vectors x, y in R^d: Γ(d/2) / (√π Γ((d+1)/2)) (d a number or array)."""
     d = np.asarray(d, dtype=np.float64)

@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from specbasis.analysis.alignment import align_pair
+from specbasis.analysis.alignment import align_pair, relative_change
 from specbasis.io.tables import id_columns
 from specbasis.svd import SVD
 
@@ -67,8 +67,7 @@ def basis_rows(model: str, pretrained: Mapping[str, np.ndarray], pretrained_svd:
     changed = {}
     change = {}
     for key in sorted(set(pretrained) & set(finetuned)):
-        W0, W1 = np.asarray(pretrained[key], np.float64), np.asarray(finetuned[key], np.float64)
-        rel = float(np.linalg.norm(W1 - W0) / np.linalg.norm(W0))
+        rel = relative_change(pretrained[key], finetuned[key])
         if rel > CHANGE_TOLERANCE:
             changed[key], change[key] = np.asarray(finetuned[key]), rel
     rows = []

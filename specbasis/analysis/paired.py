@@ -1,6 +1,6 @@
 """Paired comparisons of two finetuning methods run on the same seeds and scored on the same test examples.
 
-Two tests, both on the per-example predictions each run saves (metrics.json `test_predictions`):
+Two tests, both on the per-example predictions each run saves (test_predictions.csv beside its metrics.json):
 
     bootstrap   the difference of the task's metric (method a − method b, mean over seeds), its 95% interval and
                 a two-sided p value, from B replicates that each draw the test examples with replacement (the same
@@ -42,9 +42,6 @@ class Paired:
     seeds: int
     examples: int
     replicates: int
-
-    def as_dict(self, prefix: str = "") -> dict:
-        return {f"{prefix}{k}": v for k, v in self.__dict__.items()}
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, int, int]:

@@ -59,7 +59,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from specbasis.analysis.alignment import matched_cos, subspace_similarity
+from specbasis.analysis.alignment import matched_cos, relative_change, subspace_similarity
 from specbasis.dynamics.mae import (FASHION_MNIST_MEAN, FASHION_MNIST_STD, LAST_FFN, MAEClassifier, MAESpec, analysed_ids,
                            as_spec, build_mae, from_mapping, mask_noise, matrices, to_pixels)
 from specbasis.io.store import atomic_dir, atomic_path
@@ -367,11 +367,6 @@ def _compare(key: str, U0, Vh0, U1, Vh1, **cols) -> list[pd.DataFrame]:
                                  "cos": matched_cos(A, B, axis=0), "subspace": subspace_similarity(A, B),
                                  "dim": A.shape[0]}))
     return out
-
-
-def relative_change(reference: np.ndarray, W: np.ndarray) -> float:
-    """‖W − W_ref‖_F / ‖W_ref‖_F: how far a matrix moved, relative to its size."""
-    return float(np.linalg.norm(W - reference) / np.linalg.norm(reference))
 
 
 def epoch_similarity(snapshots, max_rank: int | None = None) -> pd.DataFrame:

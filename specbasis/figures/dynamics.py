@@ -62,7 +62,7 @@ def _posttrain_panel(ax: plt.Axes, post: pd.DataFrame, mode: str, top: int, titl
 
 def schedule_control(similarity: pd.DataFrame, top: int) -> pd.DataFrame:
     """fig4 D's points: per scale and epoch, the mean |cos| of the top vectors to the previous epoch (top_mean) and
-    the analysed matrices' mean relative displacement since it (dynamics.train.relative_change)."""
+    the analysed matrices' mean relative displacement since it (analysis.alignment.relative_change)."""
     previous = similarity[similarity["reference"] == "previous"]
     cos = top_mean(previous, ["scale", "epoch"], top)
     moved = previous.groupby(["scale", "epoch"], as_index=False, sort=True)["displacement"].mean()

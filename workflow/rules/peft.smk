@@ -120,7 +120,7 @@ rule method_basis:
 
 rule fig22:
     input:
-        basis=[f"results/peft/basis/{m}.csv" for m in sorted({c["model"] for c in PLAN.peft_table_cells()})],
+        basis=peft_basis_tables(),
         runs=peft_run_dirs(PLAN.peft_table_cells()),
         style=STYLE,
     output:
@@ -136,7 +136,7 @@ rule fig22:
 
 rule table6:
     input:
-        basis=[f"results/peft/basis/{m}.csv" for m in sorted({c["model"] for c in PLAN.peft_table_cells()})],
+        basis=peft_basis_tables(),
         runs=peft_run_dirs(PLAN.peft_table_cells()),
     output:
         csv=report("results/table6.csv", caption="../report/table6.rst", category="PEFT"),

@@ -21,3 +21,8 @@ def peft_run_dirs(cells):
 
 
 PEFT_COLUMNS = task_columns(list(PLAN.peft["tasks"]), PLAN.datasets) if PLAN.peft else {}  # table1, table5's columns
+
+
+def peft_basis_tables():
+    """results/peft/basis/<run>.csv of every table1 run (fig22, table6), each once, sorted."""
+    return [f"results/peft/basis/{m}.csv" for m in sorted({c["model"] for c in PLAN.peft_table_cells()})]
