@@ -23,6 +23,7 @@ DYNAMICS_FIGURES = ("fig4", "fig9", "fig21")  # with a `dynamics:` section
 PEFT_FIGURES = ("fig5", "fig22")  # with a `peft:` section (fig22, table6: beyond the paper)
 TABLES = ("table2", "table3", "table4")
 PEFT_TABLES = ("table1", "table5", "table6")
+DEFAULT_THREADS = 8  # a torch job's threads where the config's `threads:` names no other
 MIN_TESTED_PAIRS = 3  # a Spearman test of fewer pairs has no p below 1
 # fig12-15: one rule (interventions.smk), drawing one matrix group's swaps from some sources
 _NOT_CROSS = ["pretrained", "random", "random_orthogonal", "zero"]
@@ -97,6 +98,11 @@ class Plan:
         self.figures = figures + (list(DYNAMICS_FIGURES) if self.dynamics else []) + (
             list(PEFT_FIGURES) if self.peft else [])
         self.tables = list(TABLES) + (list(PEFT_TABLES) if self.peft else [])
+
+    def threads(self, rule: str) -> int:
+        """Torch threads of each job of `rule`: the config's `threads.<rule>`, else DEFAULT_THREADS (Snakemake caps
+        a job's threads at --cores)."""
+        return int(self.config.get("threads", {}).get(rule, DEFAULT_THREADS))
 
     def all_targets(self) -> list[str]:
         """Everything `snakemake all` builds: every figure (PDF and PNG) and table (CSV, Markdown, LaTeX)."""

@@ -35,9 +35,14 @@ def reusing(default):
 def test_table_runs_are_methods_x_tasks_x_seeds_and_full_reuses_the_suites_finetune(reusing):
     runs = peft_grid.table_runs(reusing)
     methods, tasks = list(reusing["peft"]["methods"]), list(reusing["peft"]["tasks"])
-    assert [(r.task, r.row) for r in runs] == [(t, m) for t in tasks for m in methods]
+    seeds = reusing["peft"]["seeds"]
+    assert len(seeds) >= 3  # table1's cells are 3 seeds or more, the same seeds for every method
+    assert sorted((r.task, r.row, r.seed) for r in runs) == sorted((t, m, s) for t in tasks for m in methods
+                                                                   for s in seeds)
     reused = {r.row: r.reuse for r in runs if r.reuse}
+    # the suite's finetunes are seed 0's: only those runs reuse them
     assert set(reused) == {"full"} and sorted(r.reuse for r in runs if r.reuse) == ["minilm-party", "minilm-rt"]
+    assert all(r.seed == 0 for r in runs if r.reuse)
     spectral = next(r for r in runs if r.row == "spectral")
     assert spectral.name == "peft-rotten_tomatoes-spectral-s0" and spectral.train == {"lr": 1e-2}
     assert "lr" not in spectral.method  # lr is a training setting, not a method setting
@@ -61,7 +66,8 @@ def test_fig5s_reference_is_a_full_finetune_trained_as_its_sweeps(default):
                                                   "model": "minilm-rt"}]
     config = copy.deepcopy(default)
     config["peft"]["sweeps"]["train"] = {"steps": 100}
-    assert [c["model"] for c in peft_grid.sweep_reference(config)] == ["peft-rotten_tomatoes-full-s0"]
+    assert [c["model"] for c in peft_grid.sweep_reference(config)] == [
+        f"peft-rotten_tomatoes-full-s{s}" for s in config["peft"]["seeds"]]  # table1's full cells, every seed
     config["peft"]["sweeps"]["task"] = "political"
     config["peft"]["tasks"].pop("political")
     assert peft_grid.sweep_reference(config) == []

@@ -51,7 +51,7 @@ rule delta_svd:
         rank=config["svd"]["rank"],
         method=config["svd"]["method"],
         device=config["device"],
-    threads: 8  # torch's threads; capped at --cores
+    threads: PLAN.threads("delta_svd")  # torch's threads (config `threads:`, default 8); capped at --cores
     script:
         "../scripts/delta_svd.py"
 

@@ -19,7 +19,7 @@ rule swap:
         "logs/swap/{edited}.log",
     params:
         settings=swap_settings,
-    threads: 8  # torch's threads; capped at --cores
+    threads: PLAN.threads("swap")  # torch's threads (config `threads:`, default 8); capped at --cores
     script:
         "../scripts/swap.py"
 
@@ -35,7 +35,7 @@ rule mask:
         "logs/mask/{edited}.log",
     params:
         settings=mask_settings,
-    threads: 8  # torch's threads; capped at --cores
+    threads: PLAN.threads("mask")  # torch's threads (config `threads:`, default 8); capped at --cores
     script:
         "../scripts/mask.py"
 

@@ -20,7 +20,7 @@ rule prefix_cache:
         "logs/peft/cache/{cache}.log",
     params:
         settings=prefix_cache_settings,
-    threads: 8
+    threads: PLAN.threads("prefix_cache")  # torch's threads (config `threads:`, default 8); capped at --cores
     script:
         "../scripts/prefix_cache.py"
 

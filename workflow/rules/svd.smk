@@ -12,6 +12,6 @@ rule svd:
         rank=config["svd"]["rank"],
         method=config["svd"]["method"],
         device=config["device"],
-    threads: 8  # torch's threads; capped at --cores, so on a laptop these run one at a time
+    threads: PLAN.threads("svd")  # torch's threads (config `threads:`, default 8); capped at --cores
     script:
         "../scripts/svd.py"

@@ -30,6 +30,6 @@ rule finetune:
         "logs/models/{finetuned}.log",
     params:
         settings=finetune_settings,
-    threads: 8  # torch's threads; capped at --cores, so on a laptop these run one at a time
+    threads: PLAN.threads("finetune")  # torch's threads (config `threads:`, default 8); capped at --cores
     script:
         "../scripts/finetune.py"
