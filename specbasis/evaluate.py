@@ -74,18 +74,38 @@ def scores(model, preprocess, splits: Splits, part: Part, device, batch_size: in
 class Evaluation:
     index: np.ndarray    # (n,) positions in the split of the examples evaluated
     logits: np.ndarray   # (n, C) float32
-    correct: np.ndarray  # (n,) bool: argmax of the logits is the label
+    correct: np.ndarray | None  # (n,) bool: argmax of the logits is the label; None for a regression task
+    labels: np.ndarray | None = None      # (n,) the targets (class labels, or scores for regression)
+    prediction: np.ndarray | None = None  # (n,) what the model predicts (`predictions` of the logits)
+    task: str | None = None               # the GLUE task, which picks the metric (glue_metrics); None: accuracy
 
     @property
     def n(self) -> int:
-        return len(self.correct)
+        return len(self.index)
 
     @property
     def accuracy(self) -> float:
-        return float(self.correct.mean()) if self.n else float("nan")
+        return float(self.correct.mean()) if self.correct is not None and self.n else float("nan")
 
     def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """The accuracy's Wilson interval ((nan, nan) for a regression task, which has no accuracy)."""
+        if self.correct is None:
+            return float("nan"), float("nan")
         return wilson_interval(int(self.correct.sum()), self.n, level)
+
+    @property
+    def metric(self) -> str:
+        """The task's main metric (glue_metrics.metric_name): accuracy, or GLUE's (CoLA Matthews, STS-B Pearson)."""
+        return glue_metrics.metric_name(self.task)
+
+    @property
+    def score(self) -> float:
+        """The task's main metric on these examples."""
+        if self.labels is None:  # made without the targets: only the accuracy is known
+            if self.metric != "accuracy":
+                raise ValueError(f"an Evaluation without labels has no {self.metric}")
+            return self.accuracy
+        return glue_metrics.score(self.task, self.labels, self.prediction)[self.metric]
 
 
 def subset(n_total: int, max_examples: int | None) -> np.ndarray:
@@ -98,16 +118,20 @@ def subset(n_total: int, max_examples: int | None) -> np.ndarray:
 
 
 def evaluate(model: torch.nn.Module, preprocess, part: Part, device, batch_size: int = 128,
-             max_examples: int | None = None) -> Evaluation:
-    """Logits and per-example correctness of the model as it is now (edited or not), in eval mode.
+             max_examples: int | None = None, task: str | None = None,
+             task_type: str = "classification") -> Evaluation:
+    """Logits, predictions and (classification) per-example correctness of the model as it is now (edited or
+    not), in eval mode, with what its task's metric needs (task: the GLUE task or None; task_type: the split's).
 
     The model must already be on `device`; inputs are moved there batch by batch (predict_logits)."""
     if len(part) == 0:
         raise ValueError("evaluate: the split is empty; an accuracy of nothing is undefined")
     index = subset(len(part), max_examples)
     chosen = part.take(index) if len(index) < len(part) else part
-    logits = predict_logits(model, preprocess, chosen.x, torch.device(device), batch_size).numpy()  # (n, C)
-    return Evaluation(index, logits, logits.argmax(1) == chosen.y)
+    logits = predict_logits(model, preprocess, chosen.x, torch.device(device), batch_size)  # (n, C)
+    prediction = predictions(logits, task_type)
+    correct = None if task_type == "regression" else prediction == chosen.y
+    return Evaluation(index, logits.numpy(), correct, np.asarray(chosen.y), prediction, task)
 
 
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -141,11 +165,16 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
 
 
 def compare(base: Evaluation, edited: Evaluation, level: float = 0.95) -> dict:
-    """One point of a sweep against the unedited model: accuracy, its interval, the paired test."""
+    """One point of a sweep against the unedited model: accuracy, its interval, the paired test (NaN for a
+    regression task: specbasis.interventions.sweep adds the task's own metric)."""
     if not np.array_equal(base.index, edited.index):
         raise ValueError(f"compare: the evaluations are of different examples ({base.n} vs {edited.n}); "
                          f"evaluate both with the same split and max_examples")
     lo, hi = edited.interval(level)
+    if base.correct is None or edited.correct is None:
+        nan = float("nan")
+        return {"n": edited.n, "accuracy": nan, "ci_low": nan, "ci_high": nan, "base_accuracy": nan, "delta": nan,
+                "only_base_correct": nan, "only_edited_correct": nan, "p_mcnemar": nan}
     return {"n": edited.n, "accuracy": edited.accuracy, "ci_low": lo, "ci_high": hi,
             "base_accuracy": base.accuracy, "delta": edited.accuracy - base.accuracy,
             "only_base_correct": int((base.correct & ~edited.correct).sum()),

@@ -153,7 +153,7 @@ PAPER_ID_SPELLING = {"xlnet-base-cased": "xlnet/xlnet-base-cased", "xlnet-large-
 PAPER_EXTRAS = {"timm:convnext_base.fb_in22k_ft_in1k", "hf:microsoft/deberta-base-mnli@main",
                 "hf:prajjwal1/albert-base-v2-mnli@main", "hf:facebook/bart-large-mnli@main",
                 # the intervention stage's bert-base-uncased finetunes (Section 4.1 names no checkpoints)
-                *(f"hf:textattack/bert-base-uncased-{task}@main" for task in ("MNLI", "QNLI", "SST-2", "CoLA"))}
+                *(f"hf:textattack/bert-base-uncased-{task}@main" for task in ("MNLI", "QNLI", "SST-2", "CoLA", "STS-B"))}
 
 
 def _paper_source(table: int, table_id: str) -> str:

@@ -7,8 +7,13 @@ grid, each point an in-place edit of its weights (specbasis.interventions.writeb
     mask  group x order x fraction  a fraction of every matrix's components removed, top-down or
                                     bottom-up
 
-Every point is compared with the unedited model on the same examples (specbasis.evaluate.compare):
-accuracy, its 95% Wilson interval, Δ accuracy and an exact McNemar p. A point whose corrections are
+Every point is compared with the unedited model on the same examples, by its task's own metric
+(specbasis.glue_metrics: CoLA Matthews, STS-B Pearson, accuracy otherwise; `metric_statistics`):
+`score` with its 95% interval (Wilson's for accuracy, else a bootstrap over the examples), `delta_score`
+against the unedited model with its paired-bootstrap 95% interval (the same example draws for both), and
+`p_score` (exact McNemar for accuracy, else the paired bootstrap's two-sided p); and, for classification,
+by accuracy as well (specbasis.evaluate.compare: Wilson interval, Δ accuracy, exact McNemar; NaN for a
+regression task, which has no accuracy). A point whose corrections are
 all of rank 0 (k = 0, fraction 0) leaves W̃ exactly as it is, so its evaluation IS the unedited one:
 it is not run again.
 
@@ -35,6 +40,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from specbasis.analysis.paired import N_BOOTSTRAP, interval, paired_bootstrap
 from specbasis.evaluate import Evaluation, compare
 from specbasis.interventions.edits import (DONOR_HOWS, HOWS, ORDERS, LowRank, edit_group, group_ids, mask_count,
                                      mask_group)
@@ -44,7 +50,9 @@ from specbasis.io.metrics import FILE as METRICS_FILE, FinetuneMetrics
 
 log = logging.getLogger(__name__)
 
-STATS = ["n", "accuracy", "ci_low", "ci_high", "base_accuracy", "base_ci_low", "base_ci_high", "delta",
+STATS = ["n", "metric", "score", "score_ci_low", "score_ci_high", "base_score", "base_score_ci_low",
+         "base_score_ci_high", "delta_score", "delta_ci_low", "delta_ci_high", "p_score",
+         "accuracy", "ci_low", "ci_high", "base_accuracy", "base_ci_low", "base_ci_high", "delta",
          "only_base_correct", "only_edited_correct", "p_mcnemar"]
 SWAP_COLUMNS = ["model", "group", "source", "donor", "k", "matrices", *STATS]
 MASK_COLUMNS = ["model", "group", "order", "fraction", "removed", "components", "matrices", *STATS]
@@ -156,6 +164,30 @@ def mask_points(svds: Mapping[str, SVD], groups: Mapping[str, list[str]], orders
 
 # ------------------------------------------------------------------------------------ running
 
+def metric_statistics(base: Evaluation, edited: Evaluation, base_interval: tuple[float, float] | None = None,
+                      replicates: int = N_BOOTSTRAP, seed: int = 0) -> dict:
+    """A point against the unedited model in the task's main metric (module docstring): metric, score and its
+    interval, base_score and its interval (`base_interval` when already known), delta_score, its paired
+    interval and p_score. Both evaluations must be of the same examples (evaluate with the same max_examples)."""
+    if not np.array_equal(base.index, edited.index):
+        raise ValueError(f"the evaluations are of different examples ({base.n} vs {edited.n}); evaluate both "
+                         f"with the same split and max_examples")
+    metric = edited.metric
+    if edited.labels is None or base.labels is None:  # accuracy only: the Evaluations hold no targets
+        y, a, b = np.ones(edited.n, bool), edited.correct, base.correct
+    else:
+        y, a, b = edited.labels, edited.prediction, base.prediction
+    lo, hi = interval(y, a, metric, replicates=replicates, seed=seed)
+    base_lo, base_hi = base_interval if base_interval is not None else interval(y, b, metric, replicates=replicates,
+                                                                                seed=seed)
+    paired = paired_bootstrap(y, a, b, metric, replicates=replicates, seed=seed)
+    p = paired.p_mcnemar if metric == "accuracy" else paired.p_bootstrap
+    return {"metric": metric, "score": edited.score, "score_ci_low": lo, "score_ci_high": hi,
+            "base_score": base.score, "base_score_ci_low": base_lo, "base_score_ci_high": base_hi,
+            "delta_score": edited.score - base.score, "delta_ci_low": paired.low, "delta_ci_high": paired.high,
+            "p_score": p}
+
+
 def run_sweep(live: LiveMatrices, points: Sequence[Point], evaluate_now: Callable[[], Evaluation],
               columns: Sequence[str] | None = None, base: Evaluation | None = None) -> pd.DataFrame:
     """Evaluate the unedited model (unless `base` is given), then every point: edit in place, evaluate,
@@ -163,8 +195,10 @@ def run_sweep(live: LiveMatrices, points: Sequence[Point], evaluate_now: Callabl
     t0 = time.perf_counter()
     base = evaluate_now() if base is None else base
     lo, hi = base.interval()
-    log.info("%s unedited: accuracy %.4f [%.4f, %.4f] on %d examples (%.1f s)", live.name, base.accuracy, lo, hi,
-             base.n, time.perf_counter() - t0)
+    base_stats = metric_statistics(base, base)
+    base_interval = (base_stats["score_ci_low"], base_stats["score_ci_high"])
+    log.info("%s unedited: %s %.4f [%.4f, %.4f] on %d examples (%.1f s)", live.name, base.metric, base.score,
+             *base_interval, base.n, time.perf_counter() - t0)
     rows = []
     for i, point in enumerate(points, start=1):
         t = time.perf_counter()
@@ -174,12 +208,13 @@ def run_sweep(live: LiveMatrices, points: Sequence[Point], evaluate_now: Callabl
         else:
             with live.edited(deltas):
                 result = evaluate_now()
-        row = {**point.labels, **compare(base, result), "base_ci_low": lo, "base_ci_high": hi}
+        row = {**point.labels, **metric_statistics(base, result, base_interval), **compare(base, result),
+               "base_ci_low": lo, "base_ci_high": hi}
         rows.append(row)
-        log.info("%d/%d %s: accuracy %.4f [%.4f, %.4f], delta %+.4f, McNemar p %.3g (%.2f s)", i, len(points),
+        log.info("%d/%d %s: %s %.4f [%.4f, %.4f], delta %+.4f [%+.4f, %+.4f], p %.3g (%.2f s)", i, len(points),
                  " ".join(f"{k}={v}" for k, v in point.labels.items() if k not in ("model", "matrices")),
-                 row["accuracy"], row["ci_low"], row["ci_high"], row["delta"], row["p_mcnemar"],
-                 time.perf_counter() - t)
+                 row["metric"], row["score"], row["score_ci_low"], row["score_ci_high"], row["delta_score"],
+                 row["delta_ci_low"], row["delta_ci_high"], row["p_score"], time.perf_counter() - t)
     log.info("%s: %d points in %.1f s", live.name, len(points), time.perf_counter() - t0)
     table = pd.DataFrame(rows)
     if columns is not None:
@@ -199,11 +234,14 @@ class Subject:
     test: object           # specbasis.data.Part
     device: object         # torch.device
     live: LiveMatrices
+    task: str | None = None             # the GLUE task (its metric), None for other data sets (accuracy)
+    task_type: str = "classification"   # or "regression" (STS-B: one output, the predicted score)
 
     def evaluator(self, batch_size: int, max_examples: int | None) -> Callable[[], Evaluation]:
         from specbasis.evaluate import evaluate
 
-        return lambda: evaluate(self.model, self.preprocess, self.test, self.device, batch_size, max_examples)
+        return lambda: evaluate(self.model, self.preprocess, self.test, self.device, batch_size, max_examples,
+                                self.task, self.task_type)
 
 
 def load_subject(name: str, model_dir: str | Path, data_dir: str | Path, family: str, split: Mapping,
@@ -219,7 +257,8 @@ def load_subject(name: str, model_dir: str | Path, data_dir: str | Path, family:
     from specbasis.models import load_classifier
 
     if split.get("held_out", "finetune") == "evaluate_on":  # a fetched model: its evaluate_on dataset
-        test, model, preprocess = _load_fetched(name, model_dir, data_dir, family, split)
+        test, model, preprocess, task_type = _load_fetched(name, model_dir, data_dir, family, split)
+        task = split.get("task")
     else:
         task = {"task": split["task"]} if split.get("task") else {}  # a GLUE finetune
         splits = load_splits(split["format"], Path(data_dir), split["seed"], **task, max_train=split.get("max_train"),
@@ -232,14 +271,14 @@ def load_subject(name: str, model_dir: str | Path, data_dir: str | Path, family:
                                  f"{splits.num_classes} and {len(splits.test)}: the split settings differ from the "
                                  f"finetune's (seed, max_train, max_eval)")
         model, preprocess = load_classifier(Path(model_dir), family, splits.num_classes)
-        test = splits.test
+        test, task, task_type = splits.test, splits.task, splits.task_type
     device = resolve_device(device)
     if device.type == "cpu":
         # as the finetune does: edited weights (random vectors above all) drive activations into denormal
         # floats, which x86 CPUs handle in microcode; measured on EfficientNet, a point went 0.15 s -> 5 s
         torch.set_flush_denormal(True)
     model.to(device)
-    return Subject(name, model, preprocess, test, device, LiveMatrices(model, family, name=name))
+    return Subject(name, model, preprocess, test, device, LiveMatrices(model, family, name=name), task, task_type)
 
 
 def load_sweep(model_dir: str | Path, svd_path: str | Path, data_dir: str | Path, settings: Mapping,
@@ -262,19 +301,23 @@ def load_sweep(model_dir: str | Path, svd_path: str | Path, data_dir: str | Path
 
 
 def _load_fetched(name: str, model_dir: str | Path, data_dir: str | Path, family: str, split: Mapping):
-    """(test part, model, preprocess) of a fetched finetuned model (a hub checkpoint with its own head)
+    """(test part, model, preprocess, task type) of a fetched finetuned model (a hub checkpoint with its own head)
     on its evaluate_on dataset: the head's rows are put in the dataset's class order once, through the
-    checkpoint's id2label or the config's `labels` (labels.logit_order refuses generic names)."""
+    checkpoint's id2label or the config's `labels` (labels.logit_order refuses generic names). A regression task
+    (STS-B: no classes) has one output, nothing to order."""
     from specbasis.data import load_test
     from specbasis.labels import logit_order
     from specbasis.models import load_classifier
 
     held = load_test(split["format"], Path(data_dir), split["seed"], task=split.get("task"))
+    if not held.classes:
+        model, preprocess = load_classifier(Path(model_dir), family, 1)
+        return held.part, model, preprocess, "regression"
     checkpoint = json.loads((Path(model_dir) / "config.json").read_text())
     order = logit_order(checkpoint, held.classes, model=name, labels=split.get("labels"))
     model, preprocess = load_classifier(Path(model_dir), family, len(held.classes))
     model.load_state_dict(reorder_head(model, order, name))
-    return held.part, model, preprocess
+    return held.part, model, preprocess, "classification"
 
 
 def reorder_head(model, order: Sequence[int], name: str = "?") -> dict:

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
+from specbasis import glue_metrics
+from specbasis.analysis import paired
 from specbasis.analysis.paired import mcnemar, paired_bootstrap
+from specbasis.evaluate import wilson_interval
 
 
 def test_mcnemar_counts_only_the_discordant_pairs():
@@ -87,3 +90,35 @@ def test_predictions_that_do_not_pair_up_are_refused():
         paired_bootstrap(np.zeros(5), np.zeros((2, 5)), np.zeros((3, 5)))
     with pytest.raises(ValueError, match="do not pair up"):
         mcnemar(np.zeros(4), np.zeros(5))
+
+
+@pytest.mark.parametrize("metric, classes", [("matthews", 2), ("matthews", 3), ("pearson", None), ("accuracy", 3),
+                                             ("f1", 2), ("spearman", None)])
+@pytest.mark.filterwarnings("ignore:A single label was found")  # sklearn's, on the constant draw
+def test_replicate_scores_are_the_metric_of_each_draw(metric, classes):
+    rng = np.random.default_rng(3)
+    n = 40
+    if classes is None:
+        y, pred = rng.normal(size=n), rng.normal(size=n)
+        pred = pred + y
+    else:
+        y = rng.integers(0, classes, n)
+        pred = np.where(rng.random(n) < 0.6, y, rng.integers(0, classes, n))
+    draws = rng.integers(0, n, size=(50, n))
+    draws[0] = 0  # one draw of a single example repeated: a constant vector (Matthews 0, correlations NaN)
+    got = paired.replicate_scores(metric, y, pred, draws)
+    want = np.array([glue_metrics.SCORERS[metric](y[d], pred[d]) for d in draws])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_the_interval_is_wilsons_for_accuracy_and_a_bootstrap_for_the_others():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    pred = np.where(rng.random(300) < 0.8, y, 1 - y)
+    assert paired.interval(y, pred, "accuracy") == wilson_interval(int((y == pred).sum()), 300)
+    lo, hi = paired.interval(y, pred, "matthews")
+    mcc = glue_metrics.SCORERS["matthews"](y, pred)
+    assert lo < mcc < hi and 0.05 < hi - lo < 0.3  # about ±2 standard errors of a Matthews of 0.6 on 300 examples
+    assert paired.interval(y, y, "matthews") == (1.0, 1.0)  # every draw is perfect
+    const = np.zeros(300)
+    assert all(np.isnan(paired.interval(const, rng.normal(size=300), "pearson")))  # undefined in every draw

@@ -111,8 +111,11 @@ from specbasis.figures.interventions import fig12, fig13, fig14, fig15, fig17, s
 from specbasis.interventions.sweep import MASK_COLUMNS, SWAP_COLUMNS  # noqa: E402
 
 
-def _stats(acc, base=0.8, n=200, p=0.5):
-    return {"n": n, "accuracy": acc, "ci_low": acc - 0.05, "ci_high": acc + 0.05, "base_accuracy": base,
+def _stats(acc, base=0.8, n=200, p=0.5, metric="accuracy"):
+    return {"n": n, "metric": metric, "score": acc, "score_ci_low": acc - 0.05, "score_ci_high": acc + 0.05,
+            "base_score": base, "base_score_ci_low": base - 0.05, "base_score_ci_high": base + 0.05,
+            "delta_score": acc - base, "delta_ci_low": acc - base - 0.07, "delta_ci_high": acc - base + 0.07,
+            "p_score": p, "accuracy": acc, "ci_low": acc - 0.05, "ci_high": acc + 0.05, "base_accuracy": base,
             "base_ci_low": base - 0.05, "base_ci_high": base + 0.05, "delta": acc - base, "only_base_correct": 3,
             "only_edited_correct": 1, "p_mcnemar": p}
 
@@ -154,6 +157,18 @@ def test_swap_figures_draw_a_panel_per_model_with_the_sources(swaps):
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["unedited, 95% CI", "pretrained", "random", "zero"]  # no random_orthogonal; cross: fig13
     assert np.allclose(ax.get_xticks(), [0, 1, 4, 16])
+    plt.close(fig)
+
+
+def test_swap_panels_plot_the_tasks_metric(swaps):
+    """A CoLA model's panel is its Matthews correlation, on a correlation's axis; the points are `score`."""
+    cola = swaps.copy()
+    cola.loc[cola["model"] == "net-b", ["metric", "score"]] = ["matthews", -0.3]
+    fig = fig12(cola)
+    text_a, net_b = [ax for ax in fig.axes if ax.get_title() in ("text-a", "net-b")]
+    assert text_a.get_ylabel() == "test accuracy" and text_a.get_ylim() == (-0.02, 1.02)
+    assert net_b.get_ylabel() == "test Matthews correlation" and net_b.get_ylim() == (-1.02, 1.02)
+    assert any(np.allclose(line.get_ydata(), -0.3) for line in net_b.get_lines() if len(line.get_ydata()) > 1)
     plt.close(fig)
 
 

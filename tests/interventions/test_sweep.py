@@ -13,13 +13,13 @@ from scipy import stats
 
 from specbasis.config import FAMILY_GROUPS, validate_config
 from specbasis.data import Part
-from specbasis.evaluate import evaluate
+from specbasis.evaluate import Evaluation, compare, evaluate
 from specbasis.interventions.edits import mask_count
 from specbasis.models import load_classifier
 from specbasis.plan.interventions import intervention_groups, intervention_models, intervention_sources
 from specbasis.svd import SVD, svd_all
 from specbasis.interventions.sweep import (MASK_COLUMNS, SWAP_COLUMNS, check_store, mask_points, model_groups, rank_limit,
-                             run_sweep, swap_points, usable_ks)
+                             metric_statistics, run_sweep, swap_points, usable_ks)
 from specbasis.interventions.writeback import LiveMatrices
 from test_config import _break
 from tiny_suite import FILLER, WORDS, tiny_bert, tiny_effnet
@@ -350,3 +350,89 @@ def test_a_fetched_classifier_is_evaluated_on_its_dataset_in_class_order(tmp_pat
                          "cpu")
     with torch.no_grad():
         torch.testing.assert_close(named.model(**inputs).logits, want, rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------ the task's own metric (CoLA, STS-B)
+
+def _evaluation(y, pred, task, regression=False):
+    y, pred = np.asarray(y), np.asarray(pred)
+    logits = pred[:, None].astype(np.float32) if regression else np.eye(2, dtype=np.float32)[pred]
+    return Evaluation(np.arange(len(y)), logits, None if regression else pred == y, y, pred, task)
+
+
+def test_metric_statistics_score_by_the_tasks_metric():
+    from sklearn.metrics import matthews_corrcoef
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    base_pred = np.where(rng.random(200) < 0.85, y, 1 - y)
+    worse = np.where(rng.random(200) < 0.3, 1 - base_pred, base_pred)
+    base, edited = _evaluation(y, base_pred, "cola"), _evaluation(y, worse, "cola")
+    same = metric_statistics(base, base)
+    assert same["metric"] == "matthews" and same["delta_score"] == 0 and same["p_score"] == 1.0
+    assert same["delta_ci_low"] == same["delta_ci_high"] == 0.0
+    row = metric_statistics(base, edited)
+    assert row["score"] == pytest.approx(matthews_corrcoef(y, worse))
+    assert row["base_score"] == pytest.approx(matthews_corrcoef(y, base_pred))
+    assert row["delta_score"] == pytest.approx(row["score"] - row["base_score"])
+    assert row["score_ci_low"] < row["score"] < row["score_ci_high"]
+    assert row["delta_ci_high"] < 0 and row["p_score"] < 0.01  # 30% of the predictions flipped: clearly worse
+    # accuracy tasks: Wilson's interval and the exact McNemar test, as evaluate.compare
+    acc_base, acc_edited = _evaluation(y, base_pred, "sst2"), _evaluation(y, worse, "sst2")
+    acc = metric_statistics(acc_base, acc_edited)
+    old = compare(acc_base, acc_edited)
+    assert acc["metric"] == "accuracy" and acc["score"] == old["accuracy"] and acc["p_score"] == old["p_mcnemar"]
+    assert (acc["score_ci_low"], acc["score_ci_high"]) == (old["ci_low"], old["ci_high"])
+
+
+def test_a_regression_point_has_a_pearson_score_and_no_accuracy():
+    from scipy.stats import pearsonr
+
+    rng = np.random.default_rng(1)
+    y = rng.uniform(0, 5, 150)
+    base, edited = _evaluation(y, y + rng.normal(0, 0.5, 150), "stsb", True), _evaluation(y, rng.uniform(0, 5, 150),
+                                                                                           "stsb", True)
+    row = {**metric_statistics(base, edited), **compare(base, edited)}
+    assert row["metric"] == "pearson" and row["score"] == pytest.approx(pearsonr(y, edited.prediction)[0])
+    assert row["base_score"] > 0.9 and row["delta_ci_high"] < 0 and row["p_score"] < 0.01
+    assert np.isnan(row["accuracy"]) and np.isnan(row["p_mcnemar"])
+
+
+def test_a_fetched_stsb_regressor_is_swept_by_pearson(tmp_path):
+    """A hub-style STS-B checkpoint (one output, no classes): loaded without a label order, every point scored by
+    Pearson's correlation of its predicted scores with the targets, accuracy NaN."""
+    from scipy.stats import pearsonr
+    from transformers import BertForSequenceClassification
+
+    from specbasis.interventions.sweep import load_subject
+    from test_data import write_glue_parquet
+
+    tiny_bert(tmp_path / "base")
+    model = BertForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=1)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 1.0)
+    folder = tmp_path / "hub-stsb"
+    model.save_pretrained(folder)
+    for f in (tmp_path / "base").iterdir():
+        if f.name.startswith(("vocab", "tokenizer", "special")):
+            (folder / f.name).write_bytes(f.read_bytes())
+    rng = np.random.default_rng(0)
+    words = FILLER + WORDS[0] + WORDS[1]
+    rows = [(" ".join(rng.choice(words, 5)), " ".join(rng.choice(words, 5)), float(rng.uniform(0, 5)))
+            for _ in range(40)]
+    write_glue_parquet(tmp_path / "glue" / "validation-00000-of-00001.parquet", "stsb", rows)
+    split = {"held_out": "evaluate_on", "format": "glue", "task": "stsb", "seed": 0, "labels": None}
+    subject = load_subject("hub-stsb", folder, tmp_path / "glue", "bert", split, "cpu")
+    assert (subject.task, subject.task_type) == ("stsb", "regression")
+    live = subject.live
+    svds = dict(svd_all({k: live.matrix(k).numpy() for k in live.ids}, progress=False))
+    groups = model_groups(live.ids, ["ffn"], "hub-stsb")
+    evaluate_now = subject.evaluator(16, None)
+    table = run_sweep(live, mask_points(svds, groups, ["top_down"], [0, 0.5], "hub-stsb"), evaluate_now, MASK_COLUMNS)
+    assert (table["metric"] == "pearson").all() and table["accuracy"].isna().all()
+    base = evaluate_now()
+    assert table["base_score"].iloc[0] == pytest.approx(pearsonr(subject.test.y, base.prediction)[0])
+    zero = table[table["fraction"] == 0].iloc[0]
+    assert zero["delta_score"] == 0 and zero["p_score"] == 1.0
+    assert table["score_ci_low"].le(table["score"]).all() and table["score"].le(table["score_ci_high"]).all()

@@ -250,7 +250,7 @@ def test_paper_suite_plans_offline():
     assert out.returncode == 0, out.stderr[-4000:]
     config = load_config(ROOT / "config/paper.yaml")
     stats = job_stats(out.stdout)
-    assert stats["fetch_model"] == len(config["models"]) == 76  # hub finetunes; the workflow finetunes the peft grid only
+    assert stats["fetch_model"] == len(config["models"]) == 77  # hub finetunes; the workflow finetunes the peft grid only
     # spectral finetuning and the PEFT methods: DeBERTa-v3-base x 11 methods x 8 GLUE tasks, fig5's points (MNLI)
     from specbasis.plan import peft as peft_grid
 
@@ -260,9 +260,10 @@ def test_paper_suite_plans_offline():
     assert stats["table1"] == stats["table5"] == stats["fig5"] == stats["fig22"] == stats["table6"] == 1
     assert "prefix_cache" not in stats
     assert "results/models/peft-glue-stsb-spectral-s42" in out.stdout and "results/models/fig5-L10_11-k0-m700-s42" in out.stdout
-    assert stats["alignment"] == len(config["pairs"]) == 40  # Tables 2 and 3 (32) + 4 extras + 4 interventions
-    # the interventions: bert-base-uncased on four GLUE tasks, evaluated on GLUE validation from the hub
-    assert stats["swap"] == stats["mask"] == 4 and stats["fetch_dataset"] == 8  # GLUE's eight tasks
+    assert stats["alignment"] == len(config["pairs"]) == 41  # Tables 2 and 3 (32) + 4 extras + 5 interventions
+    # the interventions: bert-base-uncased on five GLUE tasks (CoLA by Matthews, STS-B by Pearson), evaluated on
+    # GLUE validation from the hub
+    assert stats["swap"] == stats["mask"] == 5 and stats["fetch_dataset"] == 8  # GLUE's eight tasks
     assert all(stats[f] == 1 for f in ("fig12", "fig13", "fig14", "fig15", "fig17"))
     assert stats["table2"] == stats["table3"] == stats["fig18"] == stats["generalization"] == stats["fig7"] == 1
     assert all(f"results/alignment/{p}.csv" in out.stdout for p in config["pairs"])
@@ -272,7 +273,7 @@ def test_paper_suite_plans_offline():
     assert stats["posttrain_mae"] == 3 * scales and stats["fig4"] == stats["fig9"] == stats["fig21"] == 1
     # the extras have no reported accuracy: fig18 tests the 32 table pairs and says which it leaves out
     assert ("fig18 leaves out pairs without a held-out accuracy: albert-base, bart-large, bert-base-uncased-ta-cola, "
-            "bert-base-uncased-ta-mnli, bert-base-uncased-ta-qnli, bert-base-uncased-ta-sst2, convnext-base, "
+            "bert-base-uncased-ta-mnli, bert-base-uncased-ta-qnli, bert-base-uncased-ta-sst2, bert-base-uncased-ta-stsb, convnext-base, "
             "deberta-base") in out.stdout + out.stderr
 
 
@@ -326,6 +327,10 @@ def test_unedited_points_are_the_finetunes_measured_accuracy(run):
         assert "k = 40 left out: above the group's smallest rank" in (run / f"logs/swap/{model}.log").read_text()
         lo, hi = swap[["ci_low", "ci_high"]].to_numpy().T
         assert ((lo <= swap["accuracy"]) & (swap["accuracy"] <= hi)).all()
+        for table in (swap, mask):  # neither task is GLUE's: the task's metric is accuracy, its test McNemar's
+            assert (table["metric"] == "accuracy").all() and (table["score"] == table["accuracy"]).all()
+            assert (table["p_score"] == table["p_mcnemar"]).all() and (table["delta_score"] == table["delta"]).all()
+            assert ((table["delta_ci_low"] <= table["delta"] + 1e-12) & (table["delta"] <= table["delta_ci_high"] + 1e-12)).all()
 
 
 def test_masking_everything_is_the_same_in_both_orders(run):

@@ -1,4 +1,4 @@
-"""Figure 17: accuracy after masking a fraction of every matrix's singular components, top-down vs
+"""Figure 17: the task's metric after masking a fraction of every matrix's singular components, top-down vs
 bottom-up, FFN and attention, one panel per model.
 
 input.tables: results/mask/{model}.csv of every edited model (none: a page says so); input.style: the
@@ -20,7 +20,7 @@ def main(tables: list[str], style: str, pdf: str, png: str) -> None:
     plt.style.use(style)
     table = read_csvs(tables) if tables else pd.DataFrame(columns=MASK_COLUMNS)
     for (model, group, order), sub in table.groupby(["model", "group", "order"], sort=False):
-        kept = sub[sub["p_mcnemar"] >= 0.05]["fraction"]
+        kept = sub[sub["p_score"] >= 0.05]["fraction"]
         logging.getLogger("specbasis").info("%s %s %s: largest fraction without a significant change %s",
                                             model, group, order, kept.max() if len(kept) else "none")
     save(fig17(table), pdf, png)

@@ -1,4 +1,4 @@
-"""Figures 12-15: accuracy after swapping the top-k singular pairs of one matrix group, per model.
+"""Figures 12-15: the task's metric after swapping the top-k singular pairs of one matrix group, per model.
 
 fig12: pretrained / random / random-orthogonal / zero, FFN; fig13: cross-task, FFN; fig14, fig15: the
 same for attention. input.tables: results/swap/{model}.csv of every edited model (none: a page says
@@ -23,9 +23,9 @@ def main(tables: list[str], style: str, group: str, sources: list[str], pdf: str
     rows = table[(table["group"] == group) & table["source"].isin(sources)]
     for (model, source), sub in rows.groupby(["model", "source"], sort=False):
         top = sub.loc[sub["k"].idxmax()]
-        logging.getLogger("specbasis").info("%s %s %s: k up to %d; at k=%d accuracy %.4f [%.4f, %.4f] (unedited %.4f)",
-                                            model, group, source, top["k"], top["k"], top["accuracy"], top["ci_low"],
-                                            top["ci_high"], top["base_accuracy"])
+        logging.getLogger("specbasis").info("%s %s %s: k up to %d; at k=%d %s %.4f [%.4f, %.4f] (unedited %.4f)",
+                                            model, group, source, top["k"], top["k"], top["metric"], top["score"],
+                                            top["score_ci_low"], top["score_ci_high"], top["base_score"])
     save(swap_figure(table, group, tuple(sources)), pdf, png)
 
 
