@@ -194,7 +194,7 @@ def test_table5_lists_learning_rates_by_the_methods_that_share_them(default):
     table = peft_results.table5(peft_grid.table5_settings(default), {})
     rt = table[table["task"] == "rotten_tomatoes"].iloc[0]
     assert rt["steps"] == 100 and rt["batch size"] == 32
-    assert "0.0001 (full)" in rt["lr"] and "0.003 (psoft, bitfit)" in rt["lr"] and "0.01 (spectral)" in rt["lr"]
+    assert "0.0001 (full)" in rt["lr"] and "0.003 (psoft, bitfit, dora, hadapter, padapter)" in rt["lr"] and "0.01 (spectral)" in rt["lr"]
     single = peft_results.table5({"t": {"a": {"lr": 2e-4, "epochs": 3, "batch_size": 16}}}, {"t": "T"})
     assert single.iloc[0]["lr"] == "0.0002" and single.iloc[0]["task"] == "T" and single.iloc[0]["epochs"] == 3
 
