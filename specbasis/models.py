@@ -207,6 +207,10 @@ def prepare_pretrained(src_dir: Path, out_dir: Path, family: str, fmt: str, *,
     allowed = families.family(family).formats
     if fmt not in allowed:
         raise ValueError(f"format {fmt!r} does not fit family {family!r}; allowed: {', '.join(allowed)}")
+    from specbasis.io.extract import check_checkpoint_file, weight_files
+
+    for path in weight_files(src_dir):  # a corrupt or truncated file is named here, where it enters
+        check_checkpoint_file(path)
     with atomic_dir(out_dir) as tmp:
         if fmt == "state_dict":
             from specbasis.io.extract import load_state_dict

@@ -61,6 +61,69 @@ SAFE_GLOBALS = [argparse.Namespace]
 
 # ------------------------------------------------------------------------------- the checkpoint
 
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file that cannot be what it claims: its message names the file and what is wrong."""
+
+
+SAFETENSORS_MAX_HEADER = 100 << 20  # the safetensors library's own limit on a header
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Refuse a weights file that is corrupt or truncated, naming it, before anything relies on it. Cheap: it
+    reads a safetensors file's header (its tensors must end where the file does) and a torch zip file's
+    directory (every member's data inside the file); a legacy (non-zip) torch file is loaded whole."""
+    import struct
+    import zipfile
+
+    path = Path(path)
+    size = path.stat().st_size
+    if path.suffix == ".safetensors":
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise CorruptCheckpointError(f"{path}: corrupt safetensors file: {size} bytes, less than its "
+                                             f"8-byte header length")
+            (n,) = struct.unpack("<Q", head)
+            if n > min(SAFETENSORS_MAX_HEADER, size - 8):
+                raise CorruptCheckpointError(f"{path}: not a safetensors file, or a truncated one: its first 8 "
+                                             f"bytes give a header of {n} bytes, and the file has {size}")
+            try:
+                header = json.loads(fh.read(n))
+            except ValueError as e:
+                raise CorruptCheckpointError(f"{path}: corrupt safetensors file: its header is not JSON ({e})") from None
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
+                and "data_offsets" in v]
+        need = 8 + n + max(ends, default=0)
+        if need > size:
+            raise CorruptCheckpointError(f"{path}: truncated safetensors file: its header places tensors up to byte "
+                                         f"{need}, and the file has {size} bytes (an interrupted download?)")
+        return
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    if info.header_offset + info.compress_size > size:
+                        raise CorruptCheckpointError(f"{path}: truncated torch file: member {info.filename} "
+                                                     f"ends past the file's {size} bytes")
+        except zipfile.BadZipFile as e:
+            raise CorruptCheckpointError(f"{path}: corrupt torch (zip) file: {e}") from None
+        return
+    try:
+        _torch_load(path)
+    except Exception as e:  # noqa: BLE001 - said, naming the file, and raised
+        raise CorruptCheckpointError(f"{path}: not a readable torch or safetensors checkpoint (truncated or "
+                                     f"corrupt?): {type(e).__name__}: {e}") from e
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weights files of a fetched folder (safetensors and torch files, trainer leftovers left out)."""
+    folder = Path(folder)
+    if folder.is_file():
+        return [folder]
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in NOT_WEIGHTS
+                  and (p.suffix == ".safetensors" or p.name.endswith(TORCH_SUFFIXES)))
+
+
 class _SafetensorsFile:
     """One .safetensors file: shapes from its header; each tensor read through its own safe_open."""
 

@@ -63,7 +63,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator
 
 from specbasis import __version__
-from specbasis.io.store import atomic_dir
+from specbasis.io.store import atomic_dir, atomic_path
 
 log = logging.getLogger("specbasis.io.fetch")
 
@@ -528,6 +528,62 @@ def _missing_member(src: Source, where: str, member: str, entries: Iterable[str]
 def _ends_of(entry: str, folder: str) -> list[int]:
     """Start offsets i where entry[i:] begins with folder + '/' on a path boundary."""
     return [i for i in range(1, len(entry)) if entry[i - 1] == "/" and entry.startswith(folder + "/", i)]
+
+
+# -- before any job: what can be checked of local: sources when the workflow is parsed -------------
+
+LOCAL_SHA256_CACHE = Path(".snakemake/specbasis/local-sha256.json")  # path -> size, mtime_ns, sha256
+
+
+def local_source_problems(entries: dict[str, dict], section: str, cache: Path | None = LOCAL_SHA256_CACHE) -> list[str]:
+    """What is wrong with the `local:` sources of `entries` ({name: config entry} of `section`, e.g. models),
+    found before any job runs: a path that does not exist, or a file whose `sha256` is given and is not its
+    content's. Paths are relative to the working directory, as `fetch` reads them. A file is hashed once per
+    (path, size, modification time): the result is kept in `cache` (None: no cache), so a plan stays fast."""
+    problems, known = [], _read_cache(cache)
+    changed = False
+    for name, entry in entries.items():
+        raw = entry.get("source")
+        if not isinstance(raw, str) or not raw.startswith("local:"):
+            continue
+        try:
+            src = parse_source(raw)
+        except ValueError:
+            continue  # the config's own checks name a malformed source
+        path = Path(src.target).expanduser()
+        key = f"{section}.{name}.source"
+        if not path.exists():
+            problems.append(f"{key}: {raw}: {path.resolve()} does not exist (local: paths are relative to the "
+                            f"working directory, {Path.cwd()})")
+            continue
+        expected = entry.get("sha256")
+        if expected is None or not path.is_file():
+            continue  # a folder with a sha256 is the config checks' (and fetch's) to refuse
+        stat = path.stat()
+        record = known.get(str(path.resolve()))
+        if record and record.get("size") == stat.st_size and record.get("mtime_ns") == stat.st_mtime_ns:
+            got = record["sha256"]
+        else:
+            got = sha256_file(path)
+            known[str(path.resolve())] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": got}
+            changed = True
+        if got != expected:
+            problems.append(f"{key}: {raw}: sha256 mismatch for {path.name}: expected {expected}, got {got} "
+                            f"(the file changed, or the sha256 in the config is not this file's)")
+    if cache is not None and changed:
+        with atomic_path(cache) as tmp:
+            tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+    return problems
+
+
+def _read_cache(cache: Path | None) -> dict:
+    if cache is None or not cache.is_file():
+        return {}
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return {}  # a cache is only a shortcut: an unreadable one is rebuilt
+    return known if isinstance(known, dict) else {}
 
 
 # -- checksums -------------------------------------------------------------------------------------

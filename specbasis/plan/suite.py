@@ -12,7 +12,7 @@ rules. The config is read, never changed: a Plan holds its own collections. Torc
 """
 from __future__ import annotations
 
-from specbasis.config import dynamics_datasets, dynamics_settings, model_modality, modality, scale_name
+from specbasis.config import ConfigError, dynamics_datasets, dynamics_settings, model_modality, modality, scale_name
 from specbasis.methods import parse as parse_method
 from specbasis.plan import interventions, peft
 
@@ -39,6 +39,18 @@ def fetch_params(entry: dict) -> dict:
 def reads_svd_store(entry: dict) -> bool:
     """Whether a finetuned model's training reads its base model's SVD store (spectral: U_r, V_r from there)."""
     return parse_method(entry["finetune"].get("method")).reads_svd_store
+
+
+def check_local_sources(plan: "Plan") -> None:
+    """Raise ConfigError listing every `local:` source of the suite that its fetch would refuse: a path that does
+    not exist, a file that is not its `sha256` (specbasis.io.fetch.local_source_problems). The workflow calls it
+    when it parses the config, so that no job starts from a config that cannot run."""
+    from specbasis.io.fetch import local_source_problems
+
+    problems = (local_source_problems(plan.models, "models") + local_source_problems(plan.datasets, "datasets")
+                + local_source_problems(plan.dynamics_only_datasets, "dynamics.datasets"))
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
 
 class Plan:

@@ -337,3 +337,50 @@ def test_load_state_dict_says_what_it_found_when_there_is_no_state_dict(tmp_path
     with pytest.raises(KeyError, match="unknown architecture family 'labrum'"):
         load_state_dict(path, "labrum")
 
+
+
+# -- a corrupt or truncated checkpoint is caught where it enters (prepare_model), naming the file -----------
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def _hf_folder(tmp_path: Path, weights: str) -> Path:
+    from tiny_suite import tiny_bert
+
+    folder = tmp_path / "fetched"
+    tiny_bert(folder)
+    if weights == "bin":
+        from safetensors.torch import load_file
+
+        state = load_file(folder / "model.safetensors")
+        (folder / "model.safetensors").unlink()
+        torch.save(state, folder / "pytorch_model.bin")
+    return folder
+
+
+CORRUPTIONS = {
+    "random-safetensors": ("safetensors", lambda f: (f / "model.safetensors").write_bytes(
+        np.random.default_rng(0).bytes(4096)), "model.safetensors: not a safetensors file"),
+    "truncated-safetensors": ("safetensors", lambda f: _truncate(f / "model.safetensors"),
+                              "model.safetensors: truncated safetensors file"),
+    "truncated-bin": ("bin", lambda f: _truncate(f / "pytorch_model.bin"), "pytorch_model.bin: "),
+    "random-bin": ("bin", lambda f: (f / "pytorch_model.bin").write_bytes(np.random.default_rng(1).bytes(4096)),
+                   "pytorch_model.bin: not a readable torch or safetensors checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", CORRUPTIONS)
+def test_prepare_refuses_a_corrupt_checkpoint_naming_the_file(tmp_path, case):
+    from specbasis.io.extract import CorruptCheckpointError
+    from specbasis.models import prepare_pretrained
+
+    weights, corrupt, said = CORRUPTIONS[case]
+    folder = _hf_folder(tmp_path, weights)
+    prepare_pretrained(folder, tmp_path / "good", "bert", "hf")  # the intact folder prepares
+    corrupt(folder)
+    with pytest.raises(CorruptCheckpointError) as info:
+        prepare_pretrained(folder, tmp_path / "out", "bert", "hf")
+    assert str(folder) in str(info.value) and said in str(info.value), str(info.value)
+    assert not (tmp_path / "out").exists()

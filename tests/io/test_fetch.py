@@ -582,3 +582,37 @@ def test_file_url_and_local_archive_member(tmp_path, tiny_wheel):
     with pytest.raises(FetchError, match="plain.txt is not a zip or tar archive"):
         fetch(f"local:{tmp_path / 'plain.txt'}", tmp_path / "res" / "plain", member="x")
     assert leftovers(tmp_path / "res") == ["local", "url"]
+
+
+# -- local: sources checked when the workflow is parsed -----------------------------------------------
+
+def test_local_sources_are_checked_before_any_job(tmp_path, monkeypatch):
+    from specbasis.io import fetch as fetch_module
+    from specbasis.io.fetch import local_source_problems
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt.bin").write_bytes(b"weights")
+    good = hashlib.sha256(b"weights").hexdigest()
+    (tmp_path / "folder").mkdir()
+    entries = {"ok": {"source": "local:ckpt.bin", "sha256": good}, "dir": {"source": "local:folder"},
+               "gone": {"source": "local:nowhere/model.safetensors"},
+               "other": {"source": "local:ckpt.bin", "sha256": "0" * 64},
+               "hub": {"source": "hf:org/model@main"}, "trained": {"finetune": {"from": "ok"}}}
+    cache = tmp_path / "cache.json"
+    problems = local_source_problems(entries, "models", cache)
+    assert len(problems) == 2
+    assert problems[0].startswith("models.gone.source: local:nowhere/model.safetensors: ")
+    assert str(tmp_path / "nowhere/model.safetensors") in problems[0] and "does not exist" in problems[0]
+    assert problems[1] == (f"models.other.source: local:ckpt.bin: sha256 mismatch for ckpt.bin: expected {'0' * 64}, "
+                           f"got {good} (the file changed, or the sha256 in the config is not this file's)")
+
+    # hashed once: a second plan reads the cache; a changed file is hashed again and found out
+    calls = []
+    monkeypatch.setattr(fetch_module, "sha256_file", lambda p: calls.append(p) or hashlib.sha256(p.read_bytes()).hexdigest())
+    assert local_source_problems({"ok": entries["ok"]}, "models", cache) == [] and calls == []
+    (tmp_path / "ckpt.bin").write_bytes(b"weights, truncated or replaced")
+    os.utime(tmp_path / "ckpt.bin", ns=(1, 1))
+    again = local_source_problems({"ok": entries["ok"]}, "models", cache)
+    assert len(calls) == 1 and len(again) == 1 and "sha256 mismatch for ckpt.bin" in again[0]
+    cache.write_text("not json")  # a broken cache is only rebuilt
+    assert len(local_source_problems({"ok": entries["ok"]}, "models", cache)) == 1

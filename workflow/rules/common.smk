@@ -8,10 +8,11 @@ sys.path.insert(0, workflow.basedir)  # the specbasis package beside the Snakefi
 from snakemake.logging import logger
 
 from specbasis.config import validate_config
-from specbasis.plan import Plan, fetch_params
+from specbasis.plan import Plan, check_local_sources, fetch_params
 
 validate_config(config)  # fails at parse time, naming each bad key and what is allowed
 PLAN = Plan(config)  # read by the rules; `config` itself is never changed
+check_local_sources(PLAN)  # local: paths that do not exist, files that are not their sha256: before any job
 for warning in PLAN.warnings:  # what the suite leaves out
     logger.warning(warning)
 STYLE = str(Path(workflow.basedir) / "workflow" / "style" / "specbasis.mplstyle")  # part of the workflow, not of the run
