@@ -25,6 +25,8 @@ $PIP install -q --no-deps --no-build-isolation -e .
 # compiled ops load). The hook imports nothing until torchvision itself is imported.
 SITE=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 echo "import specbasis._torchvision_guard as g; g.install()" > "$SITE/zz_specbasis_torchvision_guard.pth"
+# And Snakemake's reading of a config file that is not one (a target after --configfile): said plainly.
+echo "import specbasis._snakemake_guard as g; g.install()" > "$SITE/zz_specbasis_snakemake_guard.pth"
 .venv/bin/python - <<'PY'
 import timm, transformers, torch
 from transformers import BertModel  # noqa: F401  (fails without the guard on CPU torch)

@@ -276,3 +276,21 @@ def test_bad_checkpoint_fails_extraction_naming_the_tensor(tmp_path, edit):
     assert not (tmp_path / "results/weights/bert.h5").exists()
     assert stray_temporaries(tmp_path / "results") == []
     assert says in (tmp_path / "logs/weights/bert.log").read_text()  # Snakemake: "check log file(s) for error details"
+
+
+# -- a target written after --configfile ------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["fig2.pdf", "table1.csv", "fig3.png"], ids=["binary", "text", "missing"])
+def test_a_target_read_as_a_config_file_is_said_plainly(tmp_path, target):
+    """`snakemake --configfile mine.yaml results/fig2.pdf` reads the PDF as a config (the README warns of it): a
+    file that is not a YAML mapping, or not there, is named with the fix, not a raw UnicodeDecodeError."""
+    config = tiny_suite.build(tmp_path)
+    if target.endswith(".pdf"):
+        (tmp_path / target).write_bytes(b"%PDF-1.4\n\x80\x81\xff\xfe\x00 binary")
+    elif target.endswith(".csv"):
+        (tmp_path / target).write_text("pair,score\nmine,0.9\n")
+    out = snakemake(tmp_path, "-n", "--configfile", str(config), str(tmp_path / target), check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "UnicodeDecodeError" not in text
+    assert f"{tmp_path / target}" in text and "Write the targets first" in text, text[-3000:]
+    assert "--configfile=mine.yaml" in text
