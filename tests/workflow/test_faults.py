@@ -164,6 +164,65 @@ def test_svd_killed_mid_write_leaves_no_output_and_reruns_to_the_same_store(tmp_
           f"kills that landed after the rename: {landed_after_rename}")
 
 
+# -- Ctrl-C: to Snakemake alone, or to the whole terminal ------------------------------------------
+
+def wait_until_partly_written(proc, folder: Path, name: str, min_bytes: int) -> Path | None:
+    """The temporary `.{name}.*.tmp` in `folder` once it holds min_bytes (None if the run ended first)."""
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        for tmp in folder.glob(f".{name}.*.tmp") if folder.is_dir() else ():
+            try:
+                if tmp.stat().st_size >= min_bytes:
+                    return tmp
+            except FileNotFoundError:
+                continue
+        time.sleep(0.005)
+    return None
+
+
+@pytest.mark.parametrize("to", ["snakemake", "group"])
+def test_ctrl_c_leaves_nothing_to_clean_up_and_a_plain_rerun_recovers(tmp_path, to):
+    """SIGINT to Snakemake alone (it lets the running job finish and marks its output incomplete) or to its whole
+    process group (Ctrl-C in a terminal: the job stops too and removes its temporary file): no partial output
+    survives, and the next plain run, with no flag added, rebuilds the same store (profiles/default's
+    rerun-incomplete)."""
+    config = tiny_suite.build(tmp_path)
+    wide_bert(tmp_path / "fixtures/wide-bert")
+    edit_config(config, lambda c: c["models"].update(
+        wide={"source": "local:fixtures/wide-bert", "format": "hf", "family": "bert"}))
+    target, svd_dir = "results/svd/wide.h5", tmp_path / "results/svd"
+    args = (target, "--configfile", str(config))
+    snakemake(tmp_path, "results/weights/wide.h5", "--configfile", str(config))
+    snakemake(tmp_path, *args, cores=1)
+    reference = tmp_path / "reference.h5"
+    (tmp_path / target).rename(reference)
+
+    for attempt in range(3):
+        proc = start_snakemake(tmp_path, *args, cores=1, log=tmp_path / f"interrupted-{attempt}.txt")
+        partial = wait_until_partly_written(proc, svd_dir, "wide.h5", reference.stat().st_size // 4)
+        assert partial is not None, "the run ended before it was caught writing"
+        if to == "snakemake":
+            os.kill(proc.pid, signal.SIGINT)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=300)
+        assert not living_members(proc.pid), "a job of the interrupted run is still alive"
+        if to == "snakemake" or not (tmp_path / target).exists():
+            break
+        (tmp_path / target).unlink()  # the store was renamed into place before the signal landed: try again
+    else:
+        pytest.fail("the signal landed after the rename three times in a row")
+    text = (tmp_path / f"interrupted-{attempt}.txt").read_text()
+    if to == "group":
+        assert not (tmp_path / target).exists()
+    assert stray_temporaries(tmp_path / "results") == [], text[-3000:]
+
+    out = snakemake(tmp_path, *args, cores=1)  # plain: no --rerun-incomplete, no --unlock
+    assert "IncompleteFilesException" not in out.stdout + out.stderr
+    assert_same_store(tmp_path / target, reference)
+    assert stray_temporaries(tmp_path / "results") == []
+
+
 # -- a download that is not the pinned file ------------------------------------------------------
 
 def bad_dataset(root: Path, config: dict) -> str:
