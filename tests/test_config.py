@@ -22,6 +22,17 @@ def test_shipped_configs_are_valid(path):
     assert config["pairs"] and config["alignment"]["max_rank"] >= 1
 
 
+def test_a_suite_of_models_and_pairs_alone_needs_no_task():
+    """config/own-pairs.example.yaml's shape: only `models:` and `pairs:`, and no model names a task."""
+    config = {"models": {"a": {"source": "local:a", "format": "hf", "family": "bert"},
+                         "b": {"source": "local:b", "format": "hf", "family": "bert"}},
+              "pairs": {"ab": {"pretrained": "a", "finetuned": "b"}}}
+    validate_config(config)  # raises ConfigError naming a key when something is missing
+    example = load_config(ROOT / "config/own-pairs.example.yaml")
+    assert set(yaml.safe_load((ROOT / "config/own-pairs.example.yaml").read_text())) == {"models", "pairs"}
+    assert "task" not in example["models"]["my-pretrained"]
+
+
 def test_defaults_are_filled(default):
     config = copy.deepcopy(default)
     del config["svd"], config["alignment"], config["seed"]

@@ -61,6 +61,8 @@ class PeftMethod(Method):
         return cls
 
     def check_peft(self, options):
+        if not options:
+            return  # nothing to check, and importing peft (torch, transformers) is most of a plan's time
         import peft
 
         cls = self.peft_config_class()
