@@ -28,7 +28,9 @@ huggingface_hub turns into its own exception classes. No Xet: neither the tree e
 nor the resolve headers (X-Xet-Hash) mention it, so the client downloads over plain HTTP.
 
 A repo's commit sha is the sha1 of its file list (path and blob sha1), so it is stable across
-runs; refs: "main" and the sha itself. Every request is recorded in `requests` as (method, path).
+runs; refs: "main" and the sha itself. A repo given as a list of folders has one commit each, `main` the last, and
+each older one still served by its sha (a repo whose `main` moved). Every request is recorded in `requests` as
+(method, path).
 
     with HubStub({"org/tiny": folder}, datasets={"nyu-mll/glue": glue_folder}) as hub:
         env = {"HF_ENDPOINT": hub.url, ...}
@@ -62,22 +64,32 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 class StubRepo:
-    def __init__(self, repo_id: str, folder: Path, refs: dict[str, str] | None = None):
-        self.repo_id = repo_id
-        self.files: dict[str, StubFile] = {}
-        for local in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-            data = local.read_bytes()
-            path = local.relative_to(folder).as_posix()
-            self.files[path] = StubFile(path, local, len(data), git_blob_sha1(data),
-                                        hashlib.sha256(data).hexdigest(), path.endswith(LFS_SUFFIXES))
-        listing = "".join(f"{f.path} {f.blob_id}\n" for f in self.files.values())
-        self.commit = hashlib.sha1(listing.encode()).hexdigest()
-        self.refs = {"main": self.commit, self.commit: self.commit, **(refs or {})}
+    """A repo's commits: one folder each (a list: its history, oldest first; `main` is the last). A commit's sha is
+    the sha1 of its file list (path and blob sha1); every commit stays reachable by its sha, as on the Hub."""
 
-    def tree(self, path: str, recursive: bool) -> list[dict]:
+    def __init__(self, repo_id: str, folder: Path | list[Path], refs: dict[str, str] | None = None):
+        self.repo_id = repo_id
+        self.commits: dict[str, dict[str, StubFile]] = {}
+        for version in (folder if isinstance(folder, list) else [folder]):
+            files = {}
+            for local in sorted(p for p in Path(version).rglob("*") if p.is_file()):
+                data = local.read_bytes()
+                path = local.relative_to(version).as_posix()
+                files[path] = StubFile(path, local, len(data), git_blob_sha1(data), hashlib.sha256(data).hexdigest(),
+                                       path.endswith(LFS_SUFFIXES))
+            listing = "".join(f"{f.path} {f.blob_id}\n" for f in files.values())
+            self.commit = hashlib.sha1(listing.encode()).hexdigest()  # the last one read: main
+            self.commits[self.commit] = files
+        self.files = self.commits[self.commit]  # main's
+        self.refs = {"main": self.commit, **{c: c for c in self.commits}, **(refs or {})}
+
+    def files_at(self, rev: str) -> dict[str, StubFile]:
+        return self.commits.get(self.refs[rev], self.files)
+
+    def tree(self, path: str, recursive: bool, rev: str = "main") -> list[dict]:
         prefix = f"{path.strip('/')}/" if path.strip("/") else ""
         entries, folders = [], set()
-        for f in self.files.values():
+        for f in self.files_at(rev).values():
             if not f.path.startswith(prefix):
                 continue
             rest = f.path[len(prefix):]
@@ -99,12 +111,12 @@ class HubStub:
 
     def __init__(self, repos: dict[str, Path], refs: dict[str, dict[str, str]] | None = None,
                  datasets: dict[str, Path] | None = None):
-        """repos: model repo id -> folder; datasets: dataset repo id -> folder; refs: repo id -> extra
-        {ref: commit} (models and datasets alike)."""
+        """repos: model repo id -> folder (or a list of folders: its commits, oldest first, `main` the last);
+        datasets: dataset repo id -> folder(s); refs: repo id -> extra {ref: commit} (models and datasets alike)."""
         self.repos = {rid: StubRepo(rid, folder, (refs or {}).get(rid)) for rid, folder in repos.items()}
         self.datasets = {rid: StubRepo(rid, folder, (refs or {}).get(rid)) for rid, folder in (datasets or {}).items()}
         self.blobs = {f.sha256: f for r in [*self.repos.values(), *self.datasets.values()]
-                      for f in r.files.values() if f.lfs}
+                      for files in r.commits.values() for f in files.values() if f.lfs}
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._hub = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, cdn=False))
@@ -222,7 +234,7 @@ def _handler(hub: HubStub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 rev = arg or "main"
                 if rev not in repo.refs:
                     return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}", head)
-                siblings = [{"rfilename": p} for p in repo.files]
+                siblings = [{"rfilename": p} for p in repo.files_at(rev)]
                 info = {"_id": repo.refs[rev][:24], "id": repo.repo_id, "sha": repo.refs[rev], "private": False,
                         "gated": False, "disabled": False, "siblings": siblings}
                 return self._json({**info, "modelId": repo.repo_id} if kind == "models" else info, head)
@@ -231,14 +243,14 @@ def _handler(hub: HubStub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 if rev not in repo.refs:
                     return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}", head)
                 recursive = query.get("recursive", ["false"])[0].lower() in ("true", "1")
-                return self._json(repo.tree(sub, recursive), head)
+                return self._json(repo.tree(sub, recursive, rev), head)
             return self._error(404, "EntryNotFound", f"Not served by the stub: /api/{kind}/{rest}", head)
 
         def _resolve(self, repo: StubRepo, rev: str, filename: str, head: bool) -> None:
             if rev not in repo.refs:
                 return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}", head)
             commit = repo.refs[rev]
-            f = repo.files.get(filename)
+            f = repo.files_at(rev).get(filename)
             if f is None:
                 return self._error(404, "EntryNotFound", f"{filename} does not exist at {rev}", head,
                                    {"X-Repo-Commit": commit})

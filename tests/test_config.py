@@ -33,6 +33,17 @@ def test_a_suite_of_models_and_pairs_alone_needs_no_task():
     assert "task" not in example["models"]["my-pretrained"]
 
 
+def test_the_docs_own_pairs_snippet_validates_as_written():
+    """docs/suites.md's own-pairs YAML (the README points there) is a valid suite as written, the example file's."""
+    import re
+
+    text = (ROOT / "docs/suites.md").read_text()
+    section = text[text.index("## Your own model pairs"):]
+    snippet = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    assert snippet == yaml.safe_load((ROOT / "config/own-pairs.example.yaml").read_text())
+    validate_config(snippet)  # raises ConfigError naming the key
+
+
 def test_defaults_are_filled(default):
     config = copy.deepcopy(default)
     del config["svd"], config["alignment"], config["seed"]
@@ -51,7 +62,7 @@ def _break(config, edit):
 CASES = [
     # (what is wrong, edit, fragments the message must contain)
     ("misspelt top-level key", lambda c: c.update(modles=c["models"]),
-     ["<top level>", "'modles'", "allowed: alignment, datasets, device, dynamics, finetune, generalization, interventions, models, pairs, peft, seed, svd"]),
+     ["<top level>", "'modles'", "allowed: alignment, datasets, device, dynamics, finetune, generalization, interventions, models, name, pairs, peft, seed, svd, threads"]),
     ("misspelt model key", lambda c: c["models"]["minilm"].update(famly="bert"),
      ["models.minilm", "'famly'", "allowed:", "family"]),
     ("unknown family", lambda c: c["models"]["minilm"].update(family="bret"),

@@ -117,3 +117,33 @@ def test_the_switch_finder_finds_switches(tmp_path):
         assert method_name_switches(tmp_path / "x.smk") == ["x.smk:1"]
     finally:
         ROOT = old
+
+
+def results_paths_written_out(source: str) -> list[str]:
+    """String literals (f-strings too) that begin with 'results/', docstrings left out."""
+    tree = ast.parse(source)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    docstrings |= {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            if node.value.startswith("results/"):
+                found.append(node.value)
+        elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+            if str(node.values[0].value).startswith("results/"):
+                found.append(ast.unparse(node))
+    return [f for f in found if f not in {"results/"}]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "workflow" / "scripts").glob("*.py")), ids=lambda p: p.name)
+def test_scripts_take_their_paths_from_snakemake(path):
+    """A suite writes to its own folder (results/ or results/<name>/: specbasis.plan.outputs): a script that wrote
+    out 'results/...' would read or write the default suite's files."""
+    assert results_paths_written_out(path.read_text()) == []
+
+
+def test_the_results_path_finder_finds_them():
+    source = '"""results/ in a docstring"""\nx = f"results/models/{m}"\ny = "results/svd"\n'
+    assert sorted(results_paths_written_out(source)) == ["f'results/models/{m}'", "results/svd"]

@@ -33,8 +33,6 @@ PAPER_TABLE1 = {  # row -> (params, scores in PAPER_TASKS order, "all")
     "BitFit": ("0.1M", (78.70, 88.41, 66.96, 87.75, 94.84, 92.24, 89.37, 91.35), 86.20),
     "the paper's spectral method": ("0.36M", (84.12, 89.22, 68.13, 88.48, 95.53, 92.06, 87.45, 88.85), 86.73),
 }
-GLUE_COLUMNS = {"rte": "RTE", "qqp": "QQP", "cola": "CoLA", "mrpc": "MRPC", "sst2": "SST-2", "qnli": "QNLI",
-                "mnli": "MNLI", "stsb": "STS-B"}
 MiB = 2 ** 20
 
 
@@ -203,11 +201,6 @@ def _task_order(task_columns: dict[str, str], paper: bool, seeds: int) -> list[s
     if paper:
         names = list(PAPER_TASKS) + [c for c in names if c not in PAPER_TASKS]  # the paper's columns, all of them
     return [x for c in names for x in ([c, f"{c} sd"] if seeds > 1 else [c])]
-
-
-def task_columns(tasks: list[str], datasets: dict) -> dict[str, str]:
-    """{dataset: its column}: GLUE's task label (the paper's columns) or the dataset's name."""
-    return {t: GLUE_COLUMNS.get(datasets[t].get("task"), t) for t in tasks}
 
 
 SELECTION_COLUMNS = ["task", "method", "lr", "seed", "model", "metric", "val_score", "chosen", "configured_lr",

@@ -1,8 +1,11 @@
 """Figures: pure functions from tidy tables to matplotlib figures, one module per analysis family
 (alignment, spectra, cumgrad, generalization). One seaborn call per panel; the scripts in
-workflow/scripts apply the shared style file and save PDF and PNG with `save`.
+workflow/scripts apply the shared style file and save PDF and PNG with `save`, which embeds what made the figure
+(specbasis.io.provenance: the suite's config and its sha256, the specbasis commit) in the file's metadata.
 """
 from __future__ import annotations
+
+import json
 
 import matplotlib
 
@@ -10,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from specbasis.io.provenance import provenance as provenance_record  # noqa: E402
 from specbasis.io.store import atomic_path  # noqa: E402
 from specbasis.io.tables import base_kind  # noqa: E402
 
@@ -30,11 +34,27 @@ def ffn_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[base_kind(table["kind"]).isin(FFN_KINDS)]
 
 
-def save(fig: plt.Figure, *paths) -> None:
-    """Save a figure to each path atomically (format from the suffix)."""
+def provenance_metadata(record: dict, fmt: str) -> dict | None:
+    """savefig's `metadata` that embeds a provenance record in a file of format `fmt`: a PDF's Info dictionary
+    (Subject: the record as one line of JSON; Creator: specbasis and its commit), a PNG's text chunk 'specbasis';
+    None for any other format."""
+    text = json.dumps(record, sort_keys=True)
+    if fmt == "pdf":
+        return {"Subject": text, "Creator": f"specbasis {record['specbasis_commit']}"}
+    if fmt == "png":
+        return {"specbasis": text}
+    return None
+
+
+def save(fig: plt.Figure, *paths, provenance: dict | None = None) -> None:
+    """Save a figure to each path atomically (format from the suffix). `provenance`: the suite's record (the
+    workflow's PROVENANCE), embedded with the specbasis commit in each PDF and PNG (`provenance_metadata`)."""
+    record = provenance_record(provenance) if provenance is not None else None
     for path in paths:
+        fmt = str(path).rsplit(".", 1)[-1]
+        metadata = provenance_metadata(record, fmt) if record is not None else None
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1])
+            fig.savefig(tmp, format=fmt, metadata=metadata)
     plt.close(fig)
 
 

@@ -156,16 +156,20 @@ Downloader = Callable[[Source, Path], Path]  # (source, scratch folder) -> the d
 
 
 def fetch(source: str, dest: Path, *, sha256: str | None = None, member: str | None = None,
-          downloader: Downloader | None = None) -> dict:
+          downloader: Downloader | None = None, commit: str | None = None) -> dict:
     """Fetch `source` into the folder `dest`, atomically; return the record written to dest/fetched.json.
 
     sha256: of the downloaded file (wheel, deb, url: required; local file: optional).
     member: the file, or folder ending in '/', to take out of an archive (wheel, deb: required).
     downloader: replaces the download step of wheel/deb/url sources (tests); it gets the parsed
         source and a scratch folder and returns the path of the downloaded file.
+    commit: hf/timm only: fetch this commit of the repo rather than the revision the source names (a lock's:
+        specbasis.io.lock); fetched.json records both, and `locked: true`.
     """
     src = parse_source(source)
     sha256 = _check_arguments(src, sha256, member, downloader)
+    if commit is not None and src.scheme not in ("hf", "timm"):
+        raise ValueError(f"{src}: a locked commit applies to hf: and timm: sources only")
     dest = Path(dest)
     start = time.monotonic()
     log.info("fetching %s into %s", src, dest)
@@ -174,7 +178,7 @@ def fetch(source: str, dest: Path, *, sha256: str | None = None, member: str | N
                 prefix=f".{dest.name}.", suffix=".work", dir=dest.parent) as work:
             work = Path(work)
             if src.scheme in ("hf", "timm"):
-                details = _fetch_hub(src, out, work, member)
+                details = _fetch_hub(src, out, work, member, commit)
             else:
                 details = _fetch_file(src, out, work, sha256, member, downloader or _DOWNLOADERS.get(src.scheme))
             files = file_table(out)
@@ -289,7 +293,7 @@ def select_member_files(names: Iterable[str], member: str) -> dict[str, str]:
     return {path: parts[-1]} if path in names else {}
 
 
-def _fetch_hub(src: Source, out: Path, work: Path, member: str | None = None) -> dict:
+def _fetch_hub(src: Source, out: Path, work: Path, member: str | None = None, locked: str | None = None) -> dict:
     import httpx2  # huggingface_hub's HTTP client
     import huggingface_hub
     from huggingface_hub import HfApi, constants, snapshot_download
@@ -310,12 +314,15 @@ def _fetch_hub(src: Source, out: Path, work: Path, member: str | None = None) ->
     revision = src.version or "main"
     api = HfApi()
     try:  # resolve the revision once; everything below is fetched at that commit
-        commit = api.repo_info(repo, repo_type=src.repo_type, revision=revision).sha
+        commit = api.repo_info(repo, repo_type=src.repo_type, revision=locked or revision).sha
+        if locked is not None and commit != locked:
+            raise FetchError(f"{src}: the lock's commit {locked} resolved to {commit} on {constants.ENDPOINT}")
         # a model's files are at its root; a dataset's are in folders (GLUE: <task>/<split>-*.parquet)
         tree = {f.path: f for f in api.list_repo_tree(repo, revision=commit, repo_type=src.repo_type,
                                                      recursive=dataset) if isinstance(f, RepoFile)}
     except RevisionNotFoundError as error:
-        raise FetchError(f"{src}: revision {revision!r} not found in {kind}{repo} on {constants.ENDPOINT}") from error
+        what = f"the lock's commit {locked!r}" if locked else f"revision {revision!r}"
+        raise FetchError(f"{src}: {what} not found in {kind}{repo} on {constants.ENDPOINT}") from error
     except RepositoryNotFoundError as error:
         raise FetchError(f"{src}: {kind or 'repo '}{repo} not found on {constants.ENDPOINT} (or it is private or "
                          "gated: log in with `hf auth login`)") from error
@@ -334,7 +341,8 @@ def _fetch_hub(src: Source, out: Path, work: Path, member: str | None = None) ->
             expected = "*.safetensors or *.bin" if timm_file is None else f"{timm_file} (what timm loads)"
             raise FetchError(f"{src}: no weights ({expected}) at the root of {repo}@{commit}; files: {sorted(tree)}")
         wanted = {name: name for name in chosen}
-    log.info("%s@%s resolves to commit %s; fetching %s", repo, revision, commit, ", ".join(wanted))
+    log.info("%s@%s resolves to commit %s%s; fetching %s", repo, revision, commit, " (locked)" if locked else "",
+             ", ".join(wanted))
     snapshot = work / "snapshot"
     snapshot_download(repo, repo_type=src.repo_type, revision=commit, local_dir=snapshot,
                       allow_patterns=[glob.escape(n) for n in wanted])
@@ -350,6 +358,7 @@ def _fetch_hub(src: Source, out: Path, work: Path, member: str | None = None) ->
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(path, target)
     return {**details, "repo": repo, "repo_type": src.repo_type or "model", "revision": revision, "commit": commit,
+            **({"locked": True} if locked else {}),
             "sha256": None, "huggingface_hub_version": huggingface_hub.__version__}
 
 
@@ -653,10 +662,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sha256", help="sha256 of the downloaded file (wheel, deb, url: required)")
     parser.add_argument("--member", help="file, or folder ending in '/', inside the archive; for hf:datasets/ "
                                          "also a glob such as 'sst2/validation-*.parquet'")
+    parser.add_argument("--commit", help="hf:, timm: only: fetch this commit instead of the source's revision")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        record = fetch(args.source, args.dest, sha256=args.sha256, member=args.member)
+        record = fetch(args.source, args.dest, sha256=args.sha256, member=args.member, commit=args.commit)
     except (ValueError, FetchError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

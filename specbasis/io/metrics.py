@@ -90,6 +90,7 @@ class FinetuneMetrics:
     seconds: float | None = None
     inference: dict | None = None       # {mergeable, forward_ratio, ...}: runs since the bottleneck adapters
     validation_only: bool = False       # the test split withheld: "test" is the validation split (lr selection)
+    resumed_after_steps: list = field(default_factory=list)  # a run stopped and resumed: after these steps
 
     def applies(self, name: str) -> bool:
         """Whether the field belongs in this run's file."""
@@ -103,6 +104,8 @@ class FinetuneMetrics:
             return getattr(self, name) is not None
         if name == "validation_only":
             return self.validation_only
+        if name == "resumed_after_steps":
+            return bool(self.resumed_after_steps)
         return True
 
     def to_dict(self) -> dict[str, Any]:

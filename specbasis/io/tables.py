@@ -8,13 +8,16 @@ matrix: `pair` (or `model`), `layer` and `kind`, taken from the canonical matrix
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
 from specbasis.io.namemaps import parse_id
+from specbasis.io.provenance import provenance as provenance_record
 from specbasis.io.store import atomic_path
 
 log = logging.getLogger(__name__)
@@ -87,12 +90,28 @@ def to_latex(table: pd.DataFrame) -> str:
     return text.replace("Δ", r"$\Delta$")
 
 
+def provenance_path(csv: str | os.PathLike) -> Path:
+    """Where write_table records what made a table, beside its CSV: table1.csv -> table1.provenance.json."""
+    return Path(csv).with_suffix(".provenance.json")
+
+
 def write_table(table: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike, tex: str | os.PathLike,
-                display: pd.DataFrame | None = None) -> None:
+                display: pd.DataFrame | None = None, provenance: dict | None = None) -> None:
     """A results table as CSV, markdown and LaTeX, each written atomically; `display`: a compact form of it for the
-    markdown and LaTeX (the CSV keeps every column)."""
+    markdown and LaTeX (the CSV keeps every column). `provenance`: the suite's record (the workflow's PROVENANCE):
+    with the specbasis commit it is written to `provenance_path(csv)` and as a last comment line of the markdown and
+    the LaTeX."""
+    record = provenance_record(provenance) if provenance is not None else None
     write_csv(table, csv)
     shown = table if display is None else display
-    for path, text in ((md, to_markdown(shown)), (tex, to_latex(shown))):
+    md_text, tex_text = to_markdown(shown), to_latex(shown)
+    if record is not None:
+        line = json.dumps(record, sort_keys=True)
+        md_text += f"\n<!-- specbasis provenance: {line} -->\n"
+        tex_text += f"% specbasis provenance: {line}\n"
+    for path, text in ((md, md_text), (tex, tex_text)):
         with atomic_path(path) as tmp:
             tmp.write_text(text)
+    if record is not None:
+        with atomic_path(provenance_path(csv)) as tmp:
+            tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

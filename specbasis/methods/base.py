@@ -225,6 +225,14 @@ class Adapted:
     def after_step(self, step: int) -> None:
         """Called after each optimizer step with the 1-based step."""
 
+    def training_state(self) -> dict:
+        """What the method keeps between steps outside the model's parameters and buffers (a resumable finetune saves
+        it with the model: specbasis.training.resume); {} for most methods."""
+        return {}
+
+    def load_training_state(self, state: dict) -> None:
+        """Put back what training_state gave."""
+
     def save(self, folder: Path) -> list[str]:
         """Write the adapter's own file(s) into `folder`/adapter (before merge); return their paths in `folder`."""
         written = self.write_adapter(Path(folder) / ADAPTER_DIR)

@@ -255,6 +255,21 @@ class AdaLoraAdapted(PeftAdapted):
         # zero_grad, with global_step counted from 0; the allocator reads the gradients, still there then.
         self.model.base_model.update_and_allocate(step - 1)
 
+    # the budget allocator's importance scores (exponential averages over the steps) and the final rank pattern live
+    # outside the model's state_dict: a resumed finetune needs them to allocate as an unstopped one would
+    ALLOCATOR_STATE = ("ipt", "exp_avg_ipt", "exp_avg_unc")
+
+    def training_state(self):
+        base = self.model.base_model
+        return {"allocator": {k: dict(getattr(base.rankallocator, k)) for k in self.ALLOCATOR_STATE},
+                "rank_pattern": base.peft_config[base.trainable_adapter_name].rank_pattern}
+
+    def load_training_state(self, state):
+        base = self.model.base_model
+        for k in self.ALLOCATOR_STATE:
+            setattr(base.rankallocator, k, dict(state["allocator"][k]))
+        base.peft_config[base.trainable_adapter_name].rank_pattern = state["rank_pattern"]
+
 
 AdaLoRA.adapted_class = AdaLoraAdapted
 

@@ -54,6 +54,16 @@ PAPER_ROWS = {"full": "Full FT", "pissa": "PiSSA", "lora_kaiming": "LoRA (Kaimin
               "hadapter": "HAdapter (Houlsby)", "padapter": "PAdapter (Pfeiffer)", "bitfit": "BitFit",
               "spectral": "the paper's spectral method"}
 
+# table1's and table5's column of a GLUE dataset: the paper's label of its task.
+GLUE_COLUMNS = {"rte": "RTE", "qqp": "QQP", "cola": "CoLA", "mrpc": "MRPC", "sst2": "SST-2", "qnli": "QNLI",
+                "mnli": "MNLI", "stsb": "STS-B"}
+
+
+def task_columns(tasks: list[str], datasets: dict) -> dict[str, str]:
+    """{dataset: its column}: GLUE's task label (the paper's columns) or the dataset's name. Torch-free, so that the
+    workflow reads it while it parses the config without importing the analyses (torch, scipy: seconds)."""
+    return {t: GLUE_COLUMNS.get(datasets[t].get("task"), t) for t in tasks}
+
 
 @dataclass
 class Run:

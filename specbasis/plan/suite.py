@@ -13,6 +13,7 @@ rules. The config is read, never changed: a Plan holds its own collections. Torc
 from __future__ import annotations
 
 from specbasis.config import ConfigError, dynamics_datasets, dynamics_settings, model_modality, modality, scale_name
+from specbasis.io.lock import floating, lock_problems, read_lock
 from specbasis.methods import parse as parse_method
 from specbasis.plan import interventions, peft
 
@@ -31,9 +32,27 @@ SWAP_FIGURES = {"fig12": {"group": "ffn", "sources": _NOT_CROSS}, "fig13": {"gro
                 "fig14": {"group": "attn", "sources": _NOT_CROSS}, "fig15": {"group": "attn", "sources": ["cross"]}}
 
 
-def fetch_params(entry: dict) -> dict:
-    """source, sha256 and member of a fetched model or dataset (a change of any re-fetches it)."""
-    return {k: entry.get(k) for k in ("source", "sha256", "member")}
+def fetch_params(entry: dict, lock: tuple | None = None) -> dict:
+    """source, sha256 and member of a fetched model or dataset (a change of any re-fetches it). lock: (the suite's
+    lock file, section, name), added for a hub source at a moving revision (specbasis.io.lock): the fetch reads the
+    file when it runs, so writing a lock after the first fetch changes no params and re-fetches nothing."""
+    params = {k: entry.get(k) for k in ("source", "sha256", "member")}
+    if lock is not None and lock[0] is not None and floating(entry["source"]):
+        params["lock"] = {"file": str(lock[0]), "section": lock[1], "name": lock[2]}
+    return params
+
+
+def lock_sections(plan: "Plan") -> dict[str, dict[str, dict]]:
+    """The suite's fetched entries by lock section: {"models": {...}, "datasets": {...}} (dynamics' own too)."""
+    return {"models": {m: plan.models[m] for m in plan.fetched},
+            "datasets": {**plan.datasets, **plan.dynamics_only_datasets}}
+
+
+def check_lock(plan: "Plan", lock_file) -> None:
+    """Raise ConfigError where the suite and its lock disagree (specbasis.io.lock.lock_problems), naming each key."""
+    problems = lock_problems(read_lock(lock_file), lock_file, lock_sections(plan))
+    if problems:
+        raise ConfigError("the config and its lock disagree:\n  - " + "\n  - ".join(problems))
 
 
 def reads_svd_store(entry: dict) -> bool:
@@ -56,8 +75,9 @@ def check_local_sources(plan: "Plan") -> None:
 class Plan:
     """What the workflow builds from one validated config (see the module's docstring)."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, results: str = "results"):
         self.config = config
+        self.results = results  # the suite's results folder (specbasis.plan.outputs.Suite.results)
         self.peft = config.get("peft")  # the section, or None: the PEFT stage (table1, table5, fig5) is off
         self.dynamics = config.get("dynamics")  # the section, or None: the dynamics stage (fig4, fig9, fig21) is off
         self.models = {**config["models"], **(peft.model_entries(config) if self.peft else {})}
@@ -118,8 +138,8 @@ class Plan:
 
     def all_targets(self) -> list[str]:
         """Everything `snakemake all` builds: every figure (PDF and PNG) and table (CSV, Markdown, LaTeX)."""
-        return ([f"results/{fig}.{ext}" for fig in self.figures for ext in ("pdf", "png")]
-                + [f"results/{table}.{ext}" for table in self.tables for ext in ("csv", "md", "tex")])
+        return ([f"{self.results}/{fig}.{ext}" for fig in self.figures for ext in ("pdf", "png")]
+                + [f"{self.results}/{table}.{ext}" for table in self.tables for ext in ("csv", "md", "tex")])
 
     # ------------------------------------------------------------------ models and their finetunes
 

@@ -38,9 +38,11 @@ predictions) is null.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import platform
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,7 @@ from specbasis.io.metrics import FinetuneMetrics, write_predictions
 from specbasis.io.store import atomic_dir
 from specbasis.training.loop import (Optimization, StepMemory, batch_order, clock, progress, seed_everything,
                                      setup_torch)
+from specbasis.training.resume import Checkpoints, StopRequest, rng_state, set_rng_state, stop_on_sigterm
 from specbasis.training.settings import FinetuneSettings
 
 log = logging.getLogger(__name__)
@@ -111,7 +114,8 @@ def save_finetuned(model, preprocess, splits: Splits, base_dir: Path, out: Path)
 
 
 def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, settings: FinetuneSettings | None = None, *,
-             method=None, prefix_cache=None, spectral_factors=None, **keywords) -> dict:
+             method=None, prefix_cache=None, spectral_factors=None, work_dir: Path | None = None,
+             checkpoint_every: int | None = None, checkpoint_seconds: float | None = None, **keywords) -> dict:
     """Finetune the model in base_dir on `splits` by `method`; write out_dir; return the metrics.
 
     settings: a FinetuneSettings, or its fields as keywords (steps, batch_size, lr, ...; specbasis.training.settings).
@@ -129,6 +133,11 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, setting
     (built from the same base model and tokenisation): training and evaluation run blocks start.. only (the method
     must train nothing before them; dropout is off in the cached blocks); the saved model is the whole model,
     and its test logits must match the cached run's (metrics.json `prefix_cache`).
+    work_dir: where the run keeps its resumable state (specbasis.training.resume; None: not resumable), every
+    `checkpoint_every` steps or `checkpoint_seconds` of training (default: every 10 minutes) and on SIGTERM; run
+    again with the same arguments, it goes on after the last saved step and ends as an unstopped run would (bit for
+    bit on CPU with the same threads). metrics.json `resumed_after_steps` lists where it was resumed; work_dir is
+    removed once out_dir is written.
     """
     t_start = time.perf_counter()
     s = (settings or FinetuneSettings.from_mapping(keywords)).for_train_split(len(splits.train))
@@ -155,7 +164,15 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, setting
             _check_prefix_frozen(model, prefix_cache.start)
             run_preprocess = cached.enter_context(prefix_cache.attached(model, preprocess))
         step0 = scores(model, run_preprocess, splits, splits.test, dev, s.eval_batch_size) if s.eval_step0 else None
-        run = train_steps(adapted, run_preprocess, splits, s, dev, desc=f"finetune {family}")
+        checkpoints = None
+        if work_dir is not None:
+            fingerprint = {"base_dir": str(base_dir), "family": family, "settings": s, "method": method.to_dict(),
+                           "splits": splits.sizes(), "task": splits.task, "classes": list(splits.classes),
+                           "train_labels": hashlib.sha256(np.ascontiguousarray(splits.train.y).tobytes()).hexdigest(),
+                           "prefix_cache": None if prefix_cache is None else prefix_cache.fingerprint}
+            checkpoints = Checkpoints(work_dir, fingerprint, checkpoint_every,
+                                      **({} if checkpoint_seconds is None else {"every_seconds": checkpoint_seconds}))
+        run = train_steps(adapted, run_preprocess, splits, s, dev, desc=f"finetune {family}", checkpoints=checkpoints)
         result = evaluate_run(model, run_preprocess, splits, s, dev, step0)
         run.val_curve.append(result.final_val)
         metrics = {"family": family, "base_dir": str(base_dir), **result.record, **run.record(s, splits.modality),
@@ -165,6 +182,7 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, setting
                    "trainable_parameters": adapted.counts["trainable"], "parameter_counts": adapted.counts,
                    "adapter_config": adapted.config, "seconds_prepare": seconds_prepare, **run.step_timing(),
                    "versions": _versions(splits.modality, method.libraries),
+                   **({"resumed_after_steps": run.resumed} if run.resumed else {}),
                    **({"validation_only": True} if splits.test_withheld else {})}
     metrics["inference"] = inference_cost(adapted, preprocess, splits, dev, s.eval_batch_size)
     model.cpu()  # the whole model again, for the checks and the save
@@ -187,6 +205,8 @@ def finetune(base_dir: Path, family: str, splits: Splits, out_dir: Path, setting
         metrics["seconds"] = time.perf_counter() - t_start
         record = FinetuneMetrics.from_dict(metrics, "finetune")  # the one typed record of metrics.json
         record.write(tmp)
+    if checkpoints is not None:
+        checkpoints.clear()  # the run is written: nothing left to resume
     log.info("test %s %.4f (step 0: %s) in %.0f s -> %s", result.metric, result.test_scores[result.metric],
              None if step0 is None else step0[result.metric], record.seconds, out_dir)
     return record.to_dict()
@@ -203,6 +223,7 @@ class Run:
     seconds_train: float
     cpu_seconds_train: float  # summed over threads; wall time is inflated by other load
     warmup_steps: int
+    resumed: list = None    # the steps after which this run was resumed (specbasis.training.resume)
 
     def record(self, s: FinetuneSettings, modality: str) -> dict:
         return {"loss_curve": self.losses, "val_curve": self.val_curve,
@@ -220,39 +241,72 @@ class Run:
                 "step_seconds_first": self.step_seconds[0], "peak_memory": self.memory.record()}
 
 
-def train_steps(adapted, preprocess, splits: Splits, s: FinetuneSettings, dev: torch.device, desc: str) -> Run:
+def train_steps(adapted, preprocess, splits: Splits, s: FinetuneSettings, dev: torch.device, desc: str,
+                checkpoints: Checkpoints | None = None) -> Run:
     """The loop: s.steps optimizer steps over seeded batches of splits.train, the val metric every eval_every
-    steps (the last step's is evaluate_run's); the method's hooks (loss_term, after_step) called, never its name."""
+    steps (the last step's is evaluate_run's); the method's hooks (loss_term, after_step) called, never its name.
+    With checkpoints: resumed from their saved state (the batches before it drawn again and skipped), saved when
+    due and on SIGTERM (then SystemExit 143)."""
     model = adapted.model
     metric = glue_metrics.metric_name(splits.task)
     opt = Optimization(model, lr=s.lr, weight_decay=s.weight_decay, total_steps=s.steps,
                        warmup_steps=s.warmup_steps, schedule="linear", grad_clip=s.grad_clip, device=dev)
     rng = np.random.default_rng(s.seed)
-    losses, val_curve, step_seconds = [], [], []
+    losses, val_curve, step_seconds, resumed, done = [], [], [], [], 0
     memory = StepMemory(dev)
+    before = {"seconds_train": 0.0, "cpu_seconds_train": 0.0}  # of the runs this one resumes
+    state = checkpoints.load() if checkpoints is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimization"])
+        adapted.load_training_state(state["adapted"])
+        set_rng_state(state["rng"])
+        losses, val_curve, step_seconds = state["losses"], state["val_curve"], state["step_seconds"]
+        done, resumed, before = state["step"], state["resumed"] + [state["step"]], state["timing"]
+        memory.peak, memory.peak_abs = state["memory"]
     t_train, cpu_train = time.perf_counter(), time.process_time()
-    bar = progress(batch_order(len(splits.train), s.steps, s.batch_size, rng), total=s.steps, desc=desc)
-    for step, idx in enumerate(bar, start=1):
-        model.train()
-        inputs = to_device(preprocess(select(splits.train.x, idx)), dev)
-        target = torch.as_tensor(splits.train.y[idx], device=dev)
-        memory.start()
-        t_step = clock(dev)
-        loss = task_loss(logits_of(model, inputs), target, splits.task_type)
-        term = adapted.loss_term()  # AdaLoRA's orthogonality penalty; None for most methods
-        opt.step(loss if term is None else loss + term, f"step {step}")
-        adapted.after_step(step)  # AdaLoRA's budget allocator
-        step_seconds.append(clock(dev) - t_step)
-        memory.stop()
-        losses.append([step, float(loss.item())])
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        if step % s.eval_every == 0 and step < s.steps:
-            value = scores(model, preprocess, splits, splits.val, dev, s.eval_batch_size)[metric]
-            val_curve.append([step, _finite(value)])
-            log.info("step %d: loss %.4f, val %s %.4f", step, loss.item(), metric, value)
+
+    def save_state(step: int) -> None:
+        checkpoints.save({"step": step, "model": model.state_dict(), "optimization": opt.state_dict(),
+                          "adapted": adapted.training_state(), "rng": rng_state(), "losses": losses,
+                          "val_curve": val_curve, "step_seconds": step_seconds, "resumed": resumed,
+                          "memory": (memory.peak, memory.peak_abs),
+                          "timing": {"seconds_train": before["seconds_train"] + time.perf_counter() - t_train,
+                                     "cpu_seconds_train": before["cpu_seconds_train"] + time.process_time()
+                                     - cpu_train}})
+
+    watch = stop_on_sigterm() if checkpoints is not None else contextlib.nullcontext(StopRequest())
+    bar = progress(batch_order(len(splits.train), s.steps, s.batch_size, rng), total=s.steps, desc=desc,
+                   initial=done)
+    with watch as stopping:
+        for step, idx in enumerate(bar, start=1):
+            if step <= done:  # trained before the state was saved: the batch drawn again (the order stays), skipped
+                continue
+            model.train()
+            inputs = to_device(preprocess(select(splits.train.x, idx)), dev)
+            target = torch.as_tensor(splits.train.y[idx], device=dev)
+            memory.start()
+            t_step = clock(dev)
+            loss = task_loss(logits_of(model, inputs), target, splits.task_type)
+            term = adapted.loss_term()  # AdaLoRA's orthogonality penalty; None for most methods
+            opt.step(loss if term is None else loss + term, f"step {step}")
+            adapted.after_step(step)  # AdaLoRA's budget allocator
+            step_seconds.append(clock(dev) - t_step)
+            memory.stop()
+            losses.append([step, float(loss.item())])
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            if step % s.eval_every == 0 and step < s.steps:
+                value = scores(model, preprocess, splits, splits.val, dev, s.eval_batch_size)[metric]
+                val_curve.append([step, _finite(value)])
+                log.info("step %d: loss %.4f, val %s %.4f", step, loss.item(), metric, value)
+            if checkpoints is not None and step < s.steps and (stopping.requested or checkpoints.due(step)):
+                save_state(step)
+                if stopping.requested:
+                    bar.close()
+                    raise SystemExit(128 + signal.SIGTERM)
     bar.close()
-    return Run(losses, val_curve, step_seconds, memory, time.perf_counter() - t_train,
-               time.process_time() - cpu_train, s.warmup_steps)
+    return Run(losses, val_curve, step_seconds, memory, before["seconds_train"] + time.perf_counter() - t_train,
+               before["cpu_seconds_train"] + time.process_time() - cpu_train, s.warmup_steps, resumed)
 
 
 @dataclass

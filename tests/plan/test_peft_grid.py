@@ -186,7 +186,7 @@ def test_table1_means_seeds_and_tasks_and_counts_adapters_without_the_head():
 
 def test_glue_datasets_take_the_papers_columns():
     datasets = {"glue-cola": {"task": "cola"}, "glue-stsb": {"task": "stsb"}, "rotten_tomatoes": {}}
-    assert peft_results.task_columns(list(datasets), datasets) == {"glue-cola": "CoLA", "glue-stsb": "STS-B",
+    assert peft_grid.task_columns(list(datasets), datasets) == {"glue-cola": "CoLA", "glue-stsb": "STS-B",
                                                                    "rotten_tomatoes": "rotten_tomatoes"}
 
 

@@ -1,5 +1,6 @@
 """The own-pairs path as a new user walks it: config/own-pairs.example.yaml, as shipped, on two tiny BERTs placed
-at its two paths, runs `all` with nothing but `models:` and `pairs:`; a model needs no `task`."""
+at its two paths, runs `all` with nothing but `models:` and `pairs:` into its own folder results/mine/ (the config
+file's name), beside the folder's default suite's results/ without touching it; a model needs no `task`."""
 from __future__ import annotations
 
 import shutil
@@ -45,17 +46,24 @@ def test_the_own_pairs_example_runs_as_written(tmp_path):
     tiny_bert(tmp_path / sources["my-pretrained"])
     _finetuned_copy(tmp_path / sources["my-pretrained"], tmp_path / sources["my-finetuned"])
     shutil.copy(EXAMPLE, tmp_path / "mine.yaml")
+    default_fig2 = tmp_path / "results/fig2.pdf"  # the default suite's, built earlier in this folder
+    default_fig2.parent.mkdir()
+    default_fig2.write_bytes(b"the default suite's fig2")
 
     plan = snakemake(tmp_path, "-n", "all", f"--configfile={tmp_path / 'mine.yaml'}")
     stats = job_stats(plan.stdout)
     assert "finetune" not in stats and "swap" not in stats and stats["fetch_model"] == 2, stats
     snakemake(tmp_path, "all", f"--configfile={tmp_path / 'mine.yaml'}")
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["fig2.pdf", "mine"]
+    assert default_fig2.read_bytes() == b"the default suite's fig2"
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["mine"]
+    out = tmp_path / "results/mine"
     for name in ("fig2", "fig3", "fig6", "fig8", "fig11", "fig16", "fig19", "fig20"):  # as the example says
-        assert (tmp_path / f"results/{name}.pdf").stat().st_size > 0, name
-    assert len(pd.read_csv(tmp_path / "results/table4.csv"))
-    table3 = pd.read_csv(tmp_path / "results/table3.csv", keep_default_na=False)
+        assert (out / f"{name}.pdf").stat().st_size > 0, name
+    assert len(pd.read_csv(out / "table4.csv"))
+    table3 = pd.read_csv(out / "table3.csv", keep_default_na=False)
     assert table3["pair"].tolist() == ["mine"] and table3["task"].tolist() == ["my task"]
     assert table3["top10_cos"].iloc[0] > 0.9  # a perturbation of 0.5% of the weights keeps the top vectors
-    alignment = pd.read_csv(tmp_path / "results/alignment/mine.csv")
+    alignment = pd.read_csv(out / "alignment/mine.csv")
     assert set(alignment["kind"]) == {"attn_q", "attn_k", "attn_v", "attn_o", "ffn_in", "ffn_out"}
     assert alignment["cos"].between(0, 1 + 1e-9).all() and set(alignment["layer"]) == {0, 1}

@@ -259,14 +259,17 @@ def test_paper_suite_plans_offline():
     assert stats["method_basis"] == 11 * 8  # every table1 run against deberta-v3-base (fig22, table6)
     assert stats["table1"] == stats["table5"] == stats["fig5"] == stats["fig22"] == stats["table6"] == 1
     assert "prefix_cache" not in stats
-    assert "results/models/peft-glue-stsb-spectral-s42" in out.stdout and "results/models/fig5-L10_11-k0-m700-s42" in out.stdout
+    # the paper suite writes to a folder of its own, results/paper/ (its config file's name)
+    assert "results/paper/models/peft-glue-stsb-spectral-s42" in out.stdout
+    assert "results/paper/models/fig5-L10_11-k0-m700-s42" in out.stdout
+    assert "results/paper/fig2.pdf" in out.stdout and " results/fig2.pdf" not in out.stdout
     assert stats["alignment"] == len(config["pairs"]) == 41  # Tables 2 and 3 (32) + 4 extras + 5 interventions
     # the interventions: bert-base-uncased on five GLUE tasks (CoLA by Matthews, STS-B by Pearson), evaluated on
     # GLUE validation from the hub
     assert stats["swap"] == stats["mask"] == 5 and stats["fetch_dataset"] == 8  # GLUE's eight tasks
     assert all(stats[f] == 1 for f in ("fig12", "fig13", "fig14", "fig15", "fig17"))
     assert stats["table2"] == stats["table3"] == stats["fig18"] == stats["generalization"] == stats["fig7"] == 1
-    assert all(f"results/alignment/{p}.csv" in out.stdout for p in config["pairs"])
+    assert all(f"results/paper/alignment/{p}.csv" in out.stdout for p in config["pairs"])
     # the pretraining dynamics: one MAE per CIFAR-10 scale, three post-trainings each, fig4/9/21
     scales = len(config["dynamics"]["scales"])
     assert stats["fetch_dynamics_dataset"] == 1 and stats["pretrain_mae"] == stats["epoch_similarity"] == scales

@@ -8,9 +8,9 @@ rule alignment:
     input:
         unpack(pair_svds),
     output:
-        "results/alignment/{pair}.csv",
+        R("alignment/{pair}.csv"),
     log:
-        "logs/alignment/{pair}.log",
+        L("alignment/{pair}.log"),
     params:
         max_rank=config["alignment"]["max_rank"],
     script:
@@ -21,21 +21,21 @@ rule spectra:
     input:
         unpack(pair_svds),
     output:
-        per_matrix="results/spectra/{pair}.csv",
-        per_rank="results/spectra/{pair}.ranks.csv",
+        per_matrix=R("spectra/{pair}.csv"),
+        per_rank=R("spectra/{pair}.ranks.csv"),
     log:
-        "logs/spectra/{pair}.log",
+        L("spectra/{pair}.log"),
     script:
         "../scripts/spectra.py"
 
 
 rule energy:
     input:
-        "results/svd/{model}.h5",
+        R("svd/{model}.h5"),
     output:
-        "results/energy/{model}.csv",
+        R("energy/{model}.csv"),
     log:
-        "logs/energy/{model}.log",
+        L("energy/{model}.log"),
     script:
         "../scripts/energy.py"
 
@@ -44,9 +44,9 @@ rule delta_svd:
     input:
         unpack(pair_weights),
     output:
-        "results/delta/{pair}.h5",
+        R("delta/{pair}.h5"),
     log:
-        "logs/delta/{pair}.log",
+        L("delta/{pair}.log"),
     params:
         rank=config["svd"]["rank"],
         method=config["svd"]["method"],
@@ -58,12 +58,12 @@ rule delta_svd:
 
 rule cumgrad:
     input:
-        delta="results/delta/{pair}.h5",
+        delta=R("delta/{pair}.h5"),
         pretrained=pretrained_svd,
     output:
-        "results/cumgrad/{pair}.csv",
+        R("cumgrad/{pair}.csv"),
     log:
-        "logs/cumgrad/{pair}.log",
+        L("cumgrad/{pair}.log"),
     params:
         max_rank=config["alignment"]["max_rank"],
     script:
@@ -72,13 +72,13 @@ rule cumgrad:
 
 rule generalization:
     input:
-        alignment=expand("results/alignment/{pair}.csv", pair=PLAN.tested_pairs),
+        alignment=expand(R("alignment/{pair}.csv"), pair=PLAN.tested_pairs),
         metrics=finetune_metrics(),
     output:
-        tests="results/generalization.csv",
-        similarity="results/generalization.pairs.csv",
+        tests=R("generalization.csv"),
+        similarity=R("generalization.pairs.csv"),
     log:
-        "logs/generalization.log",
+        L("generalization.log"),
     params:
         pairs=PLAN.tested_pair_finetuned(),
         accuracy=PLAN.config_accuracies(),

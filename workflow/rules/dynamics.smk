@@ -16,7 +16,7 @@ rule fetch_dynamics_dataset:
     output:
         directory("resources/datasets/{dyndataset}"),
     log:
-        "logs/fetch/datasets/{dyndataset}.log",
+        L("fetch/datasets/{dyndataset}.log"),
     params:
         fetch=dynamics_fetch_params,
     script:
@@ -27,10 +27,10 @@ rule pretrain_mae:
     input:
         data=dynamics_pretrain_data,
     output:
-        run=directory("results/dynamics/pretrain/{scale}"),
-        model=directory("results/models/mae-{scale}"),
+        run=directory(R("dynamics/pretrain/{scale}")),
+        model=directory(R("models/mae-{scale}")),
     log:
-        "logs/dynamics/pretrain/{scale}.log",
+        L("dynamics/pretrain/{scale}.log"),
     params:
         settings=dynamics_pretrain_settings,
         work_dir=dynamics_work_dir,  # resumable state: not an output (Snakemake deletes outputs before a rerun)
@@ -41,11 +41,11 @@ rule pretrain_mae:
 
 rule epoch_similarity:
     input:
-        run="results/dynamics/pretrain/{scale}",
+        run=R("dynamics/pretrain/{scale}"),
     output:
-        "results/dynamics/pretrain/{scale}.csv",
+        R("dynamics/pretrain/{scale}.csv"),
     log:
-        "logs/dynamics/similarity/{scale}.log",
+        L("dynamics/similarity/{scale}.log"),
     params:
         max_rank=PLAN.dynamics["max_rank"] if PLAN.dynamics else None,
         scale=dynamics_scale,
@@ -55,14 +55,14 @@ rule epoch_similarity:
 
 rule posttrain_mae:
     input:
-        checkpoint="results/models/mae-{scale}",
+        checkpoint=R("models/mae-{scale}"),
         data=dynamics_posttrain_data,
     output:
-        table="results/dynamics/posttrain/{scale}-{mode}.csv",
-        curve="results/dynamics/posttrain/{scale}-{mode}.curve.csv",
-        model=directory("results/models/mae-{scale}-{mode}"),
+        table=R("dynamics/posttrain/{scale}-{mode}.csv"),
+        curve=R("dynamics/posttrain/{scale}-{mode}.curve.csv"),
+        model=directory(R("models/mae-{scale}-{mode}")),
     log:
-        "logs/dynamics/posttrain/{scale}-{mode}.log",
+        L("dynamics/posttrain/{scale}-{mode}.log"),
     params:
         settings=dynamics_posttrain_settings,
         mode="{mode}",
@@ -77,12 +77,13 @@ rule fig4:
         posttrain=dynamics_posttrain_tables(["classify", "reconstruct"], ends=True),
         style=STYLE,
     output:
-        pdf=report("results/fig4.pdf", caption="../report/fig4.rst", category="Pretraining dynamics"),
-        png="results/fig4.png",
+        pdf=report(R("fig4.pdf"), caption="../report/fig4.rst", category="Pretraining dynamics"),
+        png=R("fig4.png"),
     log:
-        "logs/figures/fig4.log",
+        L("figures/fig4.log"),
     params:
         top=DYNAMICS_TOP,
+        provenance=PROVENANCE,
     script:
         "../scripts/fig4.py"
 
@@ -92,13 +93,14 @@ rule fig9:
         posttrain=dynamics_posttrain_tables(["classify", "classify_shuffled", "fit", "fit_shuffled"]),
         style=STYLE,
     output:
-        pdf=report("results/fig9.pdf", caption="../report/fig9.rst", category="Pretraining dynamics"),
-        png="results/fig9.png",
+        pdf=report(R("fig9.pdf"), caption="../report/fig9.rst", category="Pretraining dynamics"),
+        png=R("fig9.png"),
     log:
-        "logs/figures/fig9.log",
+        L("figures/fig9.log"),
     params:
         figure="fig9",
         top=DYNAMICS_TOP,
+        provenance=PROVENANCE,
     script:
         "../scripts/fig_posttrain.py"
 
@@ -108,12 +110,13 @@ rule fig21:
         posttrain=dynamics_posttrain_tables(["classify", "reconstruct"]),
         style=STYLE,
     output:
-        pdf=report("results/fig21.pdf", caption="../report/fig21.rst", category="Pretraining dynamics"),
-        png="results/fig21.png",
+        pdf=report(R("fig21.pdf"), caption="../report/fig21.rst", category="Pretraining dynamics"),
+        png=R("fig21.png"),
     log:
-        "logs/figures/fig21.log",
+        L("figures/fig21.log"),
     params:
         figure="fig21",
         top=DYNAMICS_TOP,
+        provenance=PROVENANCE,
     script:
         "../scripts/fig_posttrain.py"

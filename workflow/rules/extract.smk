@@ -6,11 +6,11 @@ include: "inputs/extract.smk"
 
 rule extract_weights:
     input:
-        "results/models/{model}",
+        R("models/{model}"),
     output:
-        "results/weights/{model}.h5",
+        R("weights/{model}.h5"),
     log:
-        "logs/weights/{model}.log",
+        L("weights/{model}.log"),
     params:
         family=model_family,
     script:

@@ -8,7 +8,7 @@ rule fetch_model:
     output:
         directory("resources/models/{fetched}"),
     log:
-        "logs/fetch/models/{fetched}.log",
+        L("fetch/models/{fetched}.log"),
     params:
         fetch=model_fetch_params,
     script:
@@ -19,8 +19,21 @@ rule fetch_dataset:
     output:
         directory("resources/datasets/{dataset}"),
     log:
-        "logs/fetch/datasets/{dataset}.log",
+        L("fetch/datasets/{dataset}.log"),
     params:
         fetch=dataset_fetch_params,
     script:
         "../scripts/fetch.py"
+
+
+if LOCK is not None:  # a suite read from a config file: its lock goes beside it
+
+    rule lock:  # not part of `all`: `snakemake --configfile=config/paper.yaml lock`, then commit the file
+        input:
+            **locked_resources(),
+        output:
+            str(LOCK),
+        log:
+            L("fetch/lock.log"),
+        script:
+            "../scripts/lock.py"

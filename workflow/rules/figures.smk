@@ -10,10 +10,12 @@ rule fig2:
         swap=swap_tables(),
         style=STYLE,
     output:
-        pdf=report("results/fig2.pdf", caption="../report/fig2.rst", category="Alignment"),
-        png="results/fig2.png",
+        pdf=report(R("fig2.pdf"), caption="../report/fig2.rst", category="Alignment"),
+        png=R("fig2.png"),
     log:
-        "logs/figures/fig2.log",
+        L("figures/fig2.log"),
+    params:
+        provenance=PROVENANCE,
     script:
         "../scripts/fig2.py"
 
@@ -23,13 +25,14 @@ rule fig8:
         tables=pair_tables("alignment"),
         style=STYLE,
     output:
-        pdf=report("results/fig8.pdf", caption="../report/fig8.rst", category="Alignment"),
-        png="results/fig8.png",
+        pdf=report(R("fig8.pdf"), caption="../report/fig8.rst", category="Alignment"),
+        png=R("fig8.png"),
     log:
-        "logs/figures/fig8.log",
+        L("figures/fig8.log"),
     params:
         modality=PLAN.pair_modality(),
         max_rank=config["alignment"]["max_rank"],
+        provenance=PROVENANCE,
     script:
         "../scripts/fig8.py"
 
@@ -39,12 +42,13 @@ rule fig7:
         tables=brain_tables(),
         style=STYLE,
     output:
-        pdf=report("results/fig7.pdf", caption="../report/fig7.rst", category="Alignment"),
-        png="results/fig7.png",
+        pdf=report(R("fig7.pdf"), caption="../report/fig7.rst", category="Alignment"),
+        png=R("fig7.png"),
     log:
-        "logs/figures/fig7.log",
+        L("figures/fig7.log"),
     params:
         modality=PLAN.pair_modality(),
+        provenance=PROVENANCE,
     script:
         "../scripts/fig7.py"
 
@@ -54,13 +58,14 @@ rule fig10:
         tables=pair_tables("alignment"),
         style=STYLE,
     output:
-        pdf=report("results/fig10.pdf", caption="../report/fig10.rst", category="Alignment"),
-        png="results/fig10.png",
+        pdf=report(R("fig10.pdf"), caption="../report/fig10.rst", category="Alignment"),
+        png=R("fig10.png"),
     log:
-        "logs/figures/fig10.log",
+        L("figures/fig10.log"),
     params:
         modality=PLAN.pair_modality(),
         which="vision",
+        provenance=PROVENANCE,
     script:
         "../scripts/fig_attention.py"
 
@@ -70,13 +75,14 @@ rule fig11:
         tables=pair_tables("alignment"),
         style=STYLE,
     output:
-        pdf=report("results/fig11.pdf", caption="../report/fig11.rst", category="Alignment"),
-        png="results/fig11.png",
+        pdf=report(R("fig11.pdf"), caption="../report/fig11.rst", category="Alignment"),
+        png=R("fig11.png"),
     log:
-        "logs/figures/fig11.log",
+        L("figures/fig11.log"),
     params:
         modality=PLAN.pair_modality(),
         which="language",
+        provenance=PROVENANCE,
     script:
         "../scripts/fig_attention.py"
 
@@ -86,10 +92,12 @@ rule fig6:
         tables=pair_tables("spectra", ".ranks.csv"),
         style=STYLE,
     output:
-        pdf=report("results/fig6.pdf", caption="../report/fig6.rst", category="Spectra"),
-        png="results/fig6.png",
+        pdf=report(R("fig6.pdf"), caption="../report/fig6.rst", category="Spectra"),
+        png=R("fig6.png"),
     log:
-        "logs/figures/fig6.log",
+        L("figures/fig6.log"),
+    params:
+        provenance=PROVENANCE,
     script:
         "../scripts/fig6.py"
 
@@ -98,11 +106,14 @@ rule table4:
     input:
         tables=pair_tables("spectra"),
     output:
-        csv=report("results/table4.csv", caption="../report/table4.rst", category="Spectra"),
-        md="results/table4.md",
-        tex="results/table4.tex",
+        csv=report(R("table4.csv"), caption="../report/table4.rst", category="Spectra"),
+        md=R("table4.md"),
+        tex=R("table4.tex"),
+        provenance=R("table4.provenance.json"),
     log:
-        "logs/figures/table4.log",
+        L("figures/table4.log"),
+    params:
+        provenance=PROVENANCE,
     script:
         "../scripts/table4.py"
 
@@ -112,10 +123,12 @@ rule fig16:
         tables=energy_tables(),
         style=STYLE,
     output:
-        pdf=report("results/fig16.pdf", caption="../report/fig16.rst", category="Spectra"),
-        png="results/fig16.png",
+        pdf=report(R("fig16.pdf"), caption="../report/fig16.rst", category="Spectra"),
+        png=R("fig16.png"),
     log:
-        "logs/figures/fig16.log",
+        L("figures/fig16.log"),
+    params:
+        provenance=PROVENANCE,
     script:
         "../scripts/fig16.py"
 
@@ -126,11 +139,13 @@ rule fig3:
         alignment=pair_tables("alignment"),
         style=STYLE,
     output:
-        pdf=report("results/fig3.pdf", caption="../report/fig3.rst", category="Cumulative gradient"),
-        png="results/fig3.png",
-        json="results/fig3.json",
+        pdf=report(R("fig3.pdf"), caption="../report/fig3.rst", category="Cumulative gradient"),
+        png=R("fig3.png"),
+        json=R("fig3.json"),
     log:
-        "logs/figures/fig3.log",
+        L("figures/fig3.log"),
+    params:
+        provenance=PROVENANCE,
     script:
         "../scripts/fig3.py"
 
@@ -141,10 +156,12 @@ rule fig19:
         alignment=pair_tables("alignment"),
         style=STYLE,
     output:
-        pdf=report("results/fig19.pdf", caption="../report/fig19.rst", category="Cumulative gradient"),
-        png="results/fig19.png",
+        pdf=report(R("fig19.pdf"), caption="../report/fig19.rst", category="Cumulative gradient"),
+        png=R("fig19.png"),
     log:
-        "logs/figures/fig19.log",
+        L("figures/fig19.log"),
+    params:
+        provenance=PROVENANCE,
     script:
         "../scripts/fig19.py"
 
@@ -154,26 +171,29 @@ rule fig20:
         cumgrad=pair_tables("cumgrad"),
         style=STYLE,
     output:
-        pdf=report("results/fig20.pdf", caption="../report/fig20.rst", category="Cumulative gradient"),
-        png="results/fig20.png",
+        pdf=report(R("fig20.pdf"), caption="../report/fig20.rst", category="Cumulative gradient"),
+        png=R("fig20.png"),
     log:
-        "logs/figures/fig20.log",
+        L("figures/fig20.log"),
+    params:
+        provenance=PROVENANCE,
     script:
         "../scripts/fig20.py"
 
 
 rule fig18:
     input:
-        tests="results/generalization.csv",
-        similarity="results/generalization.pairs.csv",
+        tests=R("generalization.csv"),
+        similarity=R("generalization.pairs.csv"),
         style=STYLE,
     output:
-        pdf=report("results/fig18.pdf", caption="../report/fig18.rst", category="Generalization"),
-        png="results/fig18.png",
+        pdf=report(R("fig18.pdf"), caption="../report/fig18.rst", category="Generalization"),
+        png=R("fig18.png"),
     log:
-        "logs/figures/fig18.log",
+        L("figures/fig18.log"),
     params:
         alpha=config["generalization"]["alpha"],
+        provenance=PROVENANCE,
     script:
         "../scripts/fig18.py"
 
@@ -183,14 +203,16 @@ rule table2:
         alignment=modality_tables("vision"),
         metrics=finetune_metrics(),
     output:
-        csv=report("results/table2.csv", caption="../report/table2.rst", category="Pairs"),
-        md="results/table2.md",
-        tex="results/table2.tex",
+        csv=report(R("table2.csv"), caption="../report/table2.rst", category="Pairs"),
+        md=R("table2.md"),
+        tex=R("table2.tex"),
+        provenance=R("table2.provenance.json"),
     log:
-        "logs/figures/table2.log",
+        L("figures/table2.log"),
     params:
         pairs=PLAN.modality_pairs("vision"),
         models=PLAN.models,
+        provenance=PROVENANCE,
     script:
         "../scripts/pair_table.py"
 
@@ -200,13 +222,15 @@ rule table3:
         alignment=modality_tables("language"),
         metrics=finetune_metrics(),
     output:
-        csv=report("results/table3.csv", caption="../report/table3.rst", category="Pairs"),
-        md="results/table3.md",
-        tex="results/table3.tex",
+        csv=report(R("table3.csv"), caption="../report/table3.rst", category="Pairs"),
+        md=R("table3.md"),
+        tex=R("table3.tex"),
+        provenance=R("table3.provenance.json"),
     log:
-        "logs/figures/table3.log",
+        L("figures/table3.log"),
     params:
         pairs=PLAN.modality_pairs("language"),
         models=PLAN.models,
+        provenance=PROVENANCE,
     script:
         "../scripts/pair_table.py"

@@ -9,14 +9,14 @@ include: "inputs/interventions.smk"
 rule swap:
     input:
         model=edited_model_dir,
-        svd="results/svd/{edited}.h5",
+        svd=R("svd/{edited}.h5"),
         pretrained=edited_pretrained_svd,
         cross=edited_cross_svds,
         data=edited_dataset_dir,
     output:
-        "results/swap/{edited}.csv",
+        R("swap/{edited}.csv"),
     log:
-        "logs/swap/{edited}.log",
+        L("swap/{edited}.log"),
     params:
         settings=swap_settings,
     threads: PLAN.threads("swap")  # torch's threads (config `threads:`, default 8); capped at --cores
@@ -27,12 +27,12 @@ rule swap:
 rule mask:
     input:
         model=edited_model_dir,
-        svd="results/svd/{edited}.h5",
+        svd=R("svd/{edited}.h5"),
         data=edited_dataset_dir,
     output:
-        "results/mask/{edited}.csv",
+        R("mask/{edited}.csv"),
     log:
-        "logs/mask/{edited}.log",
+        L("mask/{edited}.log"),
     params:
         settings=mask_settings,
     threads: PLAN.threads("mask")  # torch's threads (config `threads:`, default 8); capped at --cores
@@ -50,13 +50,14 @@ for swap_fig, swap in SWAP_FIGURES.items():
             tables=swap_tables(),
             style=STYLE,
         output:
-            pdf=report(f"results/{swap_fig}.pdf", caption=f"../report/{swap_fig}.rst", category="Interventions"),
-            png=f"results/{swap_fig}.png",
+            pdf=report(R(f"{swap_fig}.pdf"), caption=f"../report/{swap_fig}.rst", category="Interventions"),
+            png=R(f"{swap_fig}.png"),
         log:
-            f"logs/figures/{swap_fig}.log",
+            L(f"figures/{swap_fig}.log"),
         params:
             group=swap["group"],
             sources=swap["sources"],
+            provenance=PROVENANCE,
         script:
             "../scripts/fig_swap.py"
 
@@ -66,9 +67,11 @@ rule fig17:
         tables=mask_tables(),
         style=STYLE,
     output:
-        pdf=report("results/fig17.pdf", caption="../report/fig17.rst", category="Interventions"),
-        png="results/fig17.png",
+        pdf=report(R("fig17.pdf"), caption="../report/fig17.rst", category="Interventions"),
+        png=R("fig17.png"),
     log:
-        "logs/figures/fig17.log",
+        L("figures/fig17.log"),
+    params:
+        provenance=PROVENANCE,
     script:
         "../scripts/fig17.py"

@@ -15,9 +15,9 @@ rule prefix_cache:
     input:
         unpack(prefix_cache_inputs),
     output:
-        temp("results/peft/cache/{cache}.safetensors"),  # ~0.5 GB for MiniLM on rotten_tomatoes: gone after use
+        temp(R("peft/cache/{cache}.safetensors")),  # ~0.5 GB for MiniLM on rotten_tomatoes: gone after use
     log:
-        "logs/peft/cache/{cache}.log",
+        L("peft/cache/{cache}.log"),
     params:
         settings=prefix_cache_settings,
     threads: PLAN.threads("prefix_cache")  # torch's threads (config `threads:`, default 8); capped at --cores
@@ -29,29 +29,33 @@ rule table1:
     input:
         runs=peft_run_dirs(PLAN.peft_table_cells()),
     output:
-        csv=report("results/table1.csv", caption="../report/table1.rst", category="PEFT"),
-        md="results/table1.md",
-        tex="results/table1.tex",
+        csv=report(R("table1.csv"), caption="../report/table1.rst", category="PEFT"),
+        md=R("table1.md"),
+        tex=R("table1.tex"),
+        provenance=R("table1.provenance.json"),
     log:
-        "logs/figures/table1.log",
+        L("figures/table1.log"),
     params:
         cells=PLAN.peft_table_cells(),
         columns=PEFT_COLUMNS,
         paper=PLAN.peft.get("paper_rows", False) if PLAN.peft else False,
+        provenance=PROVENANCE,
     script:
         "../scripts/table1.py"
 
 
 rule table5:
     output:
-        csv=report("results/table5.csv", caption="../report/table5.rst", category="PEFT"),
-        md="results/table5.md",
-        tex="results/table5.tex",
+        csv=report(R("table5.csv"), caption="../report/table5.rst", category="PEFT"),
+        md=R("table5.md"),
+        tex=R("table5.tex"),
+        provenance=R("table5.provenance.json"),
     log:
-        "logs/figures/table5.log",
+        L("figures/table5.log"),
     params:
         settings=PLAN.table5_settings(),
         columns=PEFT_COLUMNS,
+        provenance=PROVENANCE,
     script:
         "../scripts/table5.py"
 
@@ -60,9 +64,9 @@ rule peft_sweep_table:
     input:
         runs=peft_run_dirs(PLAN.peft_sweep_points()),
     output:
-        "results/peft/fig5.csv",
+        R("peft/fig5.csv"),
     log:
-        "logs/peft/fig5.log",
+        L("peft/fig5.log"),
     params:
         points=PLAN.peft_sweep_points(),
     script:
@@ -71,17 +75,18 @@ rule peft_sweep_table:
 
 rule fig5:
     input:
-        table="results/peft/fig5.csv",
-        reference=[f"results/models/{c['model']}" for c in PLAN.peft_reference_cells()],
+        table=R("peft/fig5.csv"),
+        reference=[R(f"models/{c['model']}") for c in PLAN.peft_reference_cells()],
         style=STYLE,
     output:
-        pdf=report("results/fig5.pdf", caption="../report/fig5.rst", category="PEFT"),
-        png="results/fig5.png",
+        pdf=report(R("fig5.pdf"), caption="../report/fig5.rst", category="PEFT"),
+        png=R("fig5.png"),
     log:
-        "logs/figures/fig5.log",
+        L("figures/fig5.log"),
     params:
         cells=PLAN.peft_reference_cells(),
         task=PLAN.peft["sweeps"]["task"] if PLAN.peft and PLAN.peft.get("sweeps") else "",
+        provenance=PROVENANCE,
     script:
         "../scripts/fig5.py"
 
@@ -92,9 +97,9 @@ rule lr_selection:
     input:
         runs=peft_run_dirs(PLAN.lr_selection_cells()),
     output:
-        "results/peft/lr_selection.csv",
+        R("peft/lr_selection.csv"),
     log:
-        "logs/peft/lr_selection.log",
+        L("peft/lr_selection.log"),
     params:
         cells=PLAN.lr_selection_cells(),
     script:
@@ -105,13 +110,13 @@ rule lr_selection:
 # the matrices it changed, their top vectors' alignment and intruder dimensions (specbasis.analysis.intruders).
 rule method_basis:
     input:
-        pretrained=f"results/weights/{PLAN.peft['base']}.h5" if PLAN.peft else [],
-        svd=f"results/svd/{PLAN.peft['base']}.h5" if PLAN.peft else [],
-        finetuned="results/weights/{peftrun}.h5",
+        pretrained=R(f"weights/{PLAN.peft['base']}.h5") if PLAN.peft else [],
+        svd=R(f"svd/{PLAN.peft['base']}.h5") if PLAN.peft else [],
+        finetuned=R("weights/{peftrun}.h5"),
     output:
-        "results/peft/basis/{peftrun}.csv",
+        R("peft/basis/{peftrun}.csv"),
     log:
-        "logs/peft/basis/{peftrun}.log",
+        L("peft/basis/{peftrun}.log"),
     params:
         top=10,
     script:
@@ -124,12 +129,13 @@ rule fig22:
         runs=peft_run_dirs(PLAN.peft_table_cells()),
         style=STYLE,
     output:
-        pdf=report("results/fig22.pdf", caption="../report/fig22.rst", category="PEFT"),
-        png="results/fig22.png",
+        pdf=report(R("fig22.pdf"), caption="../report/fig22.rst", category="PEFT"),
+        png=R("fig22.png"),
     log:
-        "logs/figures/fig22.log",
+        L("figures/fig22.log"),
     params:
         cells=PLAN.peft_table_cells(),
+        provenance=PROVENANCE,
     script:
         "../scripts/basis_by_method.py"
 
@@ -139,12 +145,14 @@ rule table6:
         basis=peft_basis_tables(),
         runs=peft_run_dirs(PLAN.peft_table_cells()),
     output:
-        csv=report("results/table6.csv", caption="../report/table6.rst", category="PEFT"),
-        md="results/table6.md",
-        tex="results/table6.tex",
+        csv=report(R("table6.csv"), caption="../report/table6.rst", category="PEFT"),
+        md=R("table6.md"),
+        tex=R("table6.tex"),
+        provenance=R("table6.provenance.json"),
     log:
-        "logs/figures/table6.log",
+        L("figures/table6.log"),
     params:
         cells=PLAN.peft_table_cells(),
+        provenance=PROVENANCE,
     script:
         "../scripts/basis_by_method.py"

@@ -3,11 +3,11 @@
 
 rule svd:
     input:
-        "results/weights/{model}.h5",
+        R("weights/{model}.h5"),
     output:
-        "results/svd/{model}.h5",
+        R("svd/{model}.h5"),
     log:
-        "logs/svd/{model}.log",
+        L("svd/{model}.log"),
     params:
         rank=config["svd"]["rank"],
         method=config["svd"]["method"],

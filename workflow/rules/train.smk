@@ -8,9 +8,9 @@ rule prepare_model:
     input:
         "resources/models/{fetched}",
     output:
-        directory("results/models/{fetched}"),
+        directory(R("models/{fetched}")),
     log:
-        "logs/models/{fetched}.log",
+        L("models/{fetched}.log"),
     params:
         family=fetched_family,
         format=fetched_format,
@@ -25,11 +25,12 @@ rule finetune:
         cache=finetune_prefix_cache,  # fig5's runs only (peft.sweeps.cache_prefix)
         svd=finetune_base_svd,  # method spectral: U_r, V_r from the base model's SVD store
     output:
-        directory("results/models/{finetuned}"),
+        directory(R("models/{finetuned}")),
     log:
-        "logs/models/{finetuned}.log",
+        L("models/{finetuned}.log"),
     params:
         settings=finetune_settings,
+        work_dir=finetune_work_dir,  # resumable state: not an output (Snakemake deletes outputs before a rerun)
     threads: PLAN.threads("finetune")  # torch's threads (config `threads:`, default 8); capped at --cores
     script:
         "../scripts/finetune.py"

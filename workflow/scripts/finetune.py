@@ -1,4 +1,9 @@
-"""Finetune a prepared pretrained model on one dataset -> results/models/{model}/ (+ metrics.json)."""
+"""Finetune a prepared pretrained model on one dataset -> results/models/{model}/ (+ metrics.json).
+
+params.work_dir: the run's resumable state (specbasis.training.resume), beside the outputs and never one of them
+(Snakemake deletes a job's outputs before running it again): a job stopped (SIGTERM, a preempted cluster job) and run
+again goes on after its last checkpoint.
+"""
 import logging
 import os
 from pathlib import Path
@@ -11,7 +16,7 @@ from specbasis.training.settings import CONFIG_KEYS, FinetuneSettings
 
 
 def main(base: str, data: str, out: str, settings: dict, threads: int, cache: str | None = None,
-         svd: str | None = None) -> None:
+         svd: str | None = None, work_dir: str | None = None) -> None:
     task = {"task": settings["task"]} if settings.get("task") else {}
     splits = load_splits(settings["format"], Path(data), settings["seed"], **task,
                          max_train=settings.get("max_train"), max_eval=settings.get("max_eval"))
@@ -31,7 +36,7 @@ def main(base: str, data: str, out: str, settings: dict, threads: int, cache: st
 
         extra["prefix_cache"] = PrefixCache.load(cache)
     metrics = finetune(Path(base), settings["family"], splits, Path(out), train, method=method,
-                       **extra)
+                       work_dir=Path(work_dir) if work_dir else None, **extra)
     logging.getLogger("specbasis").info("test %s %s", metrics["test_metric"]["name"], metrics["test_metric"]["value"])
 
 
@@ -39,4 +44,5 @@ if __name__ == "__main__":
     setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
     main(snakemake.input.base, snakemake.input.data, snakemake.output[0],  # noqa: F821
          dict(snakemake.params.settings), snakemake.threads,  # noqa: F821
-         snakemake.input.get("cache") or None, snakemake.input.get("svd") or None)  # noqa: F821
+         snakemake.input.get("cache") or None, snakemake.input.get("svd") or None,  # noqa: F821
+         snakemake.params.work_dir)  # noqa: F821

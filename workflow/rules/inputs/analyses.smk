@@ -5,15 +5,15 @@
 def pair_svds(wildcards):
     """The SVD stores of a pair's pretrained and finetuned models."""
     pair = PLAN.pairs[wildcards.pair]
-    return {role: f"results/svd/{pair[role]}.h5" for role in ("pretrained", "finetuned")}
+    return {role: R(f"svd/{pair[role]}.h5") for role in ("pretrained", "finetuned")}
 
 
 def pair_weights(wildcards):
     """The weights stores of a pair's pretrained and finetuned models."""
     pair = PLAN.pairs[wildcards.pair]
-    return {role: f"results/weights/{pair[role]}.h5" for role in ("pretrained", "finetuned")}
+    return {role: R(f"weights/{pair[role]}.h5") for role in ("pretrained", "finetuned")}
 
 
 def pretrained_svd(wildcards):
     """The SVD store of a pair's pretrained model."""
-    return f"results/svd/{PLAN.pairs[wildcards.pair]['pretrained']}.h5"
+    return R(f"svd/{PLAN.pairs[wildcards.pair]['pretrained']}.h5")

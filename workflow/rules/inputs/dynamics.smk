@@ -4,7 +4,7 @@
 
 def dynamics_fetch_params(wildcards):
     """source, sha256 and member of a dataset of dynamics.datasets."""
-    return fetch_params(PLAN.dynamics_only_datasets[wildcards.dyndataset])
+    return fetch_params(PLAN.dynamics_only_datasets[wildcards.dyndataset], (LOCK, "datasets", wildcards.dyndataset))
 
 
 def dynamics_pretrain_data(wildcards):
@@ -19,7 +19,7 @@ def dynamics_pretrain_settings(wildcards):
 
 def dynamics_work_dir(wildcards):
     """The resumable state of a pretraining, beside (never among) its outputs."""
-    return f"results/dynamics/.work/{wildcards.scale}"
+    return R(f"dynamics/.work/{wildcards.scale}")
 
 
 def dynamics_scale(wildcards):
@@ -39,13 +39,13 @@ def dynamics_posttrain_settings(wildcards):
 
 def dynamics_similarity_tables():
     """results/dynamics/pretrain/<scale>.csv of every scale."""
-    return expand("results/dynamics/pretrain/{scale}.csv", scale=PLAN.scales)
+    return expand(R("dynamics/pretrain/{scale}.csv"), scale=PLAN.scales)
 
 
 def dynamics_posttrain_tables(modes, ends=False):
     """results/dynamics/posttrain/<scale>-<mode>.csv of the configured modes among `modes`, every scale
     (ends: the smallest and largest scale only)."""
-    return [f"results/dynamics/posttrain/{scale}-{mode}.csv" for scale, mode in PLAN.posttrain_runs(modes, ends)]
+    return [R(f"dynamics/posttrain/{scale}-{mode}.csv") for scale, mode in PLAN.posttrain_runs(modes, ends)]
 
 
 DYNAMICS_TOP = PLAN.dynamics["top"] if PLAN.dynamics else None  # fig4, fig9, fig21 average |cos| over ranks 1..top

@@ -4,17 +4,17 @@
 
 def pair_tables(analysis, suffix=".csv"):
     """results/<analysis>/<pair><suffix> of every pair."""
-    return expand("results/{analysis}/{pair}{suffix}", analysis=analysis, pair=PLAN.pairs, suffix=suffix)
+    return expand(R("{analysis}/{pair}{suffix}"), analysis=analysis, pair=PLAN.pairs, suffix=suffix)
 
 
 def energy_tables():
     """results/energy/<model>.csv of every pretrained model of a pair."""
-    return expand("results/energy/{model}.csv", model=PLAN.pretrained_of_pairs())
+    return expand(R("energy/{model}.csv"), model=PLAN.pretrained_of_pairs())
 
 
 def modality_tables(which):
     """The alignment tables of the pairs of one modality ('vision', 'language', 'eeg', 'fmri')."""
-    return [f"results/alignment/{pair}.csv" for pair in PLAN.modality_pairs(which)]
+    return [R(f"alignment/{pair}.csv") for pair in PLAN.modality_pairs(which)]
 
 
 def brain_tables():

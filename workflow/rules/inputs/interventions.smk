@@ -6,18 +6,18 @@ from specbasis.plan.suite import SWAP_FIGURES
 
 def edited_model_dir(wildcards):
     """results/models/<model> of a model the interventions edit."""
-    return f"results/models/{wildcards.edited}"
+    return R(f"models/{wildcards.edited}")
 
 
 def edited_pretrained_svd(wildcards):
     """The SVD store of the pretrained model an edited model was finetuned from (the `pretrained` donor)."""
-    return f"results/svd/{PLAN.pretrained_of(wildcards.edited)}.h5"
+    return R(f"svd/{PLAN.pretrained_of(wildcards.edited)}.h5")
 
 
 def edited_cross_svds(wildcards):
     """[] or the SVD store of an edited model's cross-task donor (interventions.cross)."""
     donor = PLAN.cross_donor(wildcards.edited)
-    return [f"results/svd/{donor}.h5"] if donor else []
+    return [R(f"svd/{donor}.h5")] if donor else []
 
 
 def edited_dataset_dir(wildcards):
@@ -37,9 +37,9 @@ def mask_settings(wildcards):
 
 def swap_tables():
     """results/swap/<model>.csv of every model the interventions edit."""
-    return expand("results/swap/{model}.csv", model=PLAN.edited)
+    return expand(R("swap/{model}.csv"), model=PLAN.edited)
 
 
 def mask_tables():
     """results/mask/<model>.csv of every model the interventions edit."""
-    return expand("results/mask/{model}.csv", model=PLAN.edited)
+    return expand(R("mask/{model}.csv"), model=PLAN.edited)

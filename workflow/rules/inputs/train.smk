@@ -14,7 +14,7 @@ def fetched_format(wildcards):
 
 def base_model_dir(wildcards):
     """results/models/<base> of a finetuned model."""
-    return f"results/models/{PLAN.models[wildcards.finetuned]['finetune']['from']}"
+    return R(f"models/{PLAN.models[wildcards.finetuned]['finetune']['from']}")
 
 
 def finetune_dataset_dir(wildcards):
@@ -25,13 +25,13 @@ def finetune_dataset_dir(wildcards):
 def finetune_prefix_cache(wildcards):
     """[] or the prefix cache a fig5 run starts from (peft.sweeps.cache_prefix)."""
     cache = PLAN.prefix_cache_of(wildcards.finetuned)
-    return f"results/peft/cache/{cache}.safetensors" if cache else []
+    return R(f"peft/cache/{cache}.safetensors") if cache else []
 
 
 def finetune_base_svd(wildcards):
     """[] or the SVD store of the base model a finetune adapts, where its method reads one (spectral: U_r, V_r)."""
     entry = PLAN.models[wildcards.finetuned]
-    return f"results/svd/{entry['finetune']['from']}.h5" if PLAN.reads_svd_store(entry) else []
+    return R(f"svd/{entry['finetune']['from']}.h5") if PLAN.reads_svd_store(entry) else []
 
 
 def finetune_settings(wildcards):
@@ -41,4 +41,9 @@ def finetune_settings(wildcards):
 
 def finetune_metrics():
     """The folders (holding metrics.json) of the finetuned models of pairs that this workflow trains."""
-    return [f"results/models/{m}" for m in PLAN.trained_pair_models()]
+    return [R(f"models/{m}") for m in PLAN.trained_pair_models()]
+
+
+def finetune_work_dir(wildcards):
+    """Where a finetune keeps its resumable state (specbasis.training.resume), removed when it is done."""
+    return R(f"models/.work/{wildcards.finetuned}")
