@@ -23,11 +23,11 @@ from pathlib import Path
 
 import yaml
 
+from specbasis.io.fetch import RECORD
 from specbasis.io.store import atomic_path
 
 LOCK_SUFFIX = ".lock.yaml"
 SECTIONS = ("models", "datasets")
-RECORD = "fetched.json"  # specbasis.io.fetch.RECORD
 HEADER = ("# The commits this suite's hub sources were fetched at (specbasis.io.lock), written by the workflow's\n"
           "# `lock` target. Commit it beside the config: later runs fetch these commits instead of the moving\n"
           "# revision the config names. Delete an entry (or the file) and run the target again to move on.\n")

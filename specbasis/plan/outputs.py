@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specbasis.config import ConfigError
-from specbasis.io.provenance import provenance, specbasis_commit  # noqa: F401 (what a figure or table records)
 
 DEFAULT_CONFIG_NAME = "config.yaml"  # a folder's own suite: results/, logs/
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
@@ -65,6 +64,6 @@ class Suite:
 
     @property
     def provenance(self) -> dict:
-        """What a figure or table records of the suite that made it (with the commit: `provenance`)."""
+        """What a figure or table records of the suite that made it (with the commit: specbasis.io.provenance)."""
         return {"suite": self.name or "(the folder's config.yaml)", "config": self.config,
                 "config_sha256": self.config_sha256}

@@ -7,7 +7,8 @@ import pytest
 
 from specbasis.config import ConfigError, load_config
 from specbasis.plan import Plan, Suite
-from specbasis.plan.outputs import RESULTS_FOLDERS, specbasis_commit
+from specbasis.io.provenance import specbasis_commit
+from specbasis.plan.outputs import RESULTS_FOLDERS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from specbasis.io.lock import RECORD, lock_document, write_lock
+from specbasis.io.fetch import RECORD
+from specbasis.io.lock import lock_document, write_lock
 from specbasis.logs import setup_logging
 
 
