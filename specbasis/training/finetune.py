@@ -44,7 +44,7 @@ import logging
 import platform
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -223,7 +223,7 @@ class Run:
     seconds_train: float
     cpu_seconds_train: float  # summed over threads; wall time is inflated by other load
     warmup_steps: int
-    resumed: list = None    # the steps after which this run was resumed (specbasis.training.resume)
+    resumed: list = field(default_factory=list)  # steps after which it was resumed (training.resume)
 
     def record(self, s: FinetuneSettings, modality: str) -> dict:
         return {"loss_curve": self.losses, "val_curve": self.val_curve,
