@@ -22,16 +22,20 @@ START = re.compile(r"^(?:local)?rule (\w+):$")
 JOBID = re.compile(r"^\s+jobid: (\d+)$")
 WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
 FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)$")
+FILES = re.compile(r"^\s+(input|output|log): (.*)$")
 
 
 def parse(log: Path) -> list[dict]:
-    """[{jobid, rule, start, end, wildcards}] of every job that finished."""
+    """[{jobid, rule, start, end, wildcards, input, output, log}] of every job that finished (the last three: lists
+    of paths)."""
     stamp, pending, jobs = None, None, {}
     for line in log.read_text(errors="replace").splitlines():
         if m := STAMP.match(line):
             stamp = datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
         elif m := START.match(line):
-            pending = {"rule": m.group(1), "start": stamp, "wildcards": {}}
+            pending = {"rule": m.group(1), "start": stamp, "wildcards": {}, "input": [], "output": [], "log": []}
+        elif (m := FILES.match(line)) and pending is not None:
+            pending[m.group(1)] = m.group(2).split(", ")
         elif (m := JOBID.match(line)) and pending is not None:
             jobs[int(m.group(1))] = pending
         elif (m := WILDCARDS.match(line)) and pending is not None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,6 +47,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".h5", ".msgpack", ".onnx", ".npz", ".parquet")
+CHUNK = 1 << 22  # bytes read (hashing) and sent (serving) at a time
 LFS_POINTER_SIZE = 134  # bytes of a git-lfs pointer file, as the Hub reports it
 
 
@@ -63,6 +65,17 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def file_hashes(local: Path) -> tuple[int, str, str]:
+    """(size, git blob sha1, sha256) of a file, read in chunks (a rehearsal's checkpoints are gigabytes)."""
+    size = local.stat().st_size
+    blob, sha256 = hashlib.sha1(b"blob %d\0" % size), hashlib.sha256()
+    with open(local, "rb") as f:
+        while chunk := f.read(CHUNK):
+            blob.update(chunk)
+            sha256.update(chunk)
+    return size, blob.hexdigest(), sha256.hexdigest()
+
+
 class StubRepo:
     """A repo's commits: one folder each (a list: its history, oldest first; `main` is the last). A commit's sha is
     the sha1 of its file list (path and blob sha1); every commit stays reachable by its sha, as on the Hub."""
@@ -73,10 +86,9 @@ class StubRepo:
         for version in (folder if isinstance(folder, list) else [folder]):
             files = {}
             for local in sorted(p for p in Path(version).rglob("*") if p.is_file()):
-                data = local.read_bytes()
                 path = local.relative_to(version).as_posix()
-                files[path] = StubFile(path, local, len(data), git_blob_sha1(data), hashlib.sha256(data).hexdigest(),
-                                       path.endswith(LFS_SUFFIXES))
+                size, blob_id, sha256 = file_hashes(local)
+                files[path] = StubFile(path, local, size, blob_id, sha256, path.endswith(LFS_SUFFIXES))
             listing = "".join(f"{f.path} {f.blob_id}\n" for f in files.values())
             self.commit = hashlib.sha1(listing.encode()).hexdigest()  # the last one read: main
             self.commits[self.commit] = files
@@ -203,8 +215,10 @@ def _handler(hub: HubStub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                                       "X-Error-Message": message, **(extra or {})}, head)
 
         def _file(self, f: StubFile, head: bool, headers: dict) -> None:
-            data = b"" if head else f.local.read_bytes()
-            self._send(200, data, {"Content-Type": "application/octet-stream", **headers}, head, length=f.size)
+            self._send(200, b"", {"Content-Type": "application/octet-stream", **headers}, head=True, length=f.size)
+            if not head:  # streamed from disk: a rehearsal's checkpoints are gigabytes
+                with open(f.local, "rb") as source:
+                    shutil.copyfileobj(source, self.wfile, CHUNK)
 
         # -- routing ---------------------------------------------------------------------------
         def _route(self, head: bool) -> None:
