@@ -52,7 +52,7 @@ def test_plan_of_the_default_suite(default):
     plan = Plan(default)
     grid = peft.model_entries(default)
     assert list(plan.models) == list(default["models"]) + list(grid)  # the suite's models, then the grid's runs
-    assert plan.fetched == ["minilm", "effnet"] and len(plan.finetuned) == 4 + len(grid) == 127  # 11 methods x 2 tasks x 3 seeds + 24 sweep runs + 33 lr candidates
+    assert plan.fetched == ["minilm", "effnet"] and len(plan.finetuned) == 4 + len(grid) == 78  # 11 methods x 1 task x 3 seeds + 8 sweep runs + 33 lr candidates
     assert plan.edited == ["minilm-rt", "minilm-party", "effnet-fmnist", "effnet-mnist"]
     assert plan.pretrained_of("effnet-mnist") == "effnet" and plan.cross_donor("effnet-mnist") == "effnet-fmnist"
     assert plan.tested_pairs == list(default["pairs"]) and plan.warnings == []
