@@ -43,7 +43,7 @@ def checkpoint_mb(paths: list[Path]) -> float | None:
     """The weights files among the inputs (in a model folder: its checkpoint), summed; None when there are none."""
     found = [p for path in paths for p in ([path] if path.is_file() else path.rglob("*") if path.is_dir() else [])
              if p.is_file() and p.name.endswith(CHECKPOINT_SUFFIXES)]
-    return sum(p.stat().st_size for p in found) / 2**20 if found else None
+    return round(sum(p.stat().st_size for p in found) / 2**20, 1) if found else None
 
 
 def store_shapes(paths: list[Path]) -> tuple[int | None, str | None]:
@@ -84,7 +84,7 @@ def gather(log: Path, directory: Path, machine: str = "") -> list[dict]:
                      **{k: (record or {}).get(k) for k in ("wall_s", "cpu_s", "peak_rss_mb", "written_mb")},
                      "input_mb": round(sum(size_mb(p) for p in inputs), 1),
                      "output_mb": round(sum(size_mb(directory / p) for p in job["output"]), 1),
-                     "checkpoint_mb": (lambda c: None if c is None else round(c, 1))(checkpoint_mb(inputs)),
+                     "checkpoint_mb": checkpoint_mb(inputs),
                      "matrices": matrices, "largest_matrix": largest,
                      "snakemake_s": (job["end"] - job["start"]).total_seconds(), "machine": machine,
                      "log": ";".join(job["log"]), "status": status})

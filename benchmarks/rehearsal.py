@@ -195,13 +195,11 @@ def build_transformers_pair(pre_row: dict, ft_row: dict, pre_dir: Path, ft_dir: 
 
 def build_timm_pair(pre_name: str, ft_name: str, hub: Path, seed: int) -> dict:
     import timm
-    import torch
     from timm.models import save_for_hf
 
     out = {}
     pre = timm.create_model(pre_name, pretrained=False).eval()
-    pre_repo = pre.pretrained_cfg["hf_hub_id"]
-    save_for_hf(pre, str(hub / pre_repo), safe_serialization=True)
+    save_for_hf(pre, str(hub / _repo(pre_name, "timm")), safe_serialization=True)
     ft = timm.create_model(ft_name, pretrained=False).eval()
     ft_state = ft.state_dict()
     same = {k: v for k, v in pre.state_dict().items() if k in ft_state and ft_state[k].shape == v.shape}
@@ -209,8 +207,7 @@ def build_timm_pair(pre_name: str, ft_name: str, hub: Path, seed: int) -> dict:
     ft.load_state_dict(same, strict=False)
     head = {n for n, _ in ft.named_parameters() if n not in same}  # the new classifier: not perturbed
     out["perturbed_matrices"] = perturb_(ft, head, seed)
-    with torch.no_grad():
-        save_for_hf(ft, str(hub / ft.pretrained_cfg["hf_hub_id"]), safe_serialization=True)
+    save_for_hf(ft, str(hub / _repo(ft_name, "timm")), safe_serialization=True)
     return out
 
 

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil  # Snakemake's own dependency; imported here so that the exit handler imports nothing
+
 RESOURCES = "job resources: "  # the prefix of the line; a JSON object follows
 
 
@@ -43,8 +45,6 @@ def setup_logging(logfile: str | Path | None = None, level: int = logging.INFO) 
 
 def job_resources() -> dict:
     """What this process (and the children it waited for) used so far: module docstring."""
-    import psutil  # Snakemake's own dependency
-
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, kB on Linux
     process = psutil.Process()

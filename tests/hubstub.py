@@ -61,10 +61,6 @@ class StubFile:
     lfs: bool
 
 
-def git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
 def file_hashes(local: Path) -> tuple[int, str, str]:
     """(size, git blob sha1, sha256) of a file, read in chunks (a rehearsal's checkpoints are gigabytes)."""
     size = local.stat().st_size
